@@ -1,0 +1,186 @@
+// The smtpd command: parse the reference's command line, bind, give up
+// root, then run the reactor until SIGTERM/SIGINT (finish transactions in
+// flight, then exit 0; a second signal exits at once).
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <system_error>
+#include <vector>
+
+#include "cli.h"
+#include "privs.h"
+#include "smtpd/smtpd.h"
+
+namespace {
+
+using smtpd::asyncore::socket_map;
+
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int sig) {
+  int saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t ignored = write(g_signal_pipe[1], &b, 1);
+  (void)ignored;
+  errno = saved;
+}
+
+// Reads the self-pipe: the first SIGTERM/SIGINT starts a graceful
+// shutdown, a second one ends the loop at once.
+class SignalWatcher : public smtpd::asyncore::dispatcher {
+ public:
+  SignalWatcher(socket_map* map, smtpd::SMTPServer* server, double grace)
+      : dispatcher(g_signal_pipe[0], map), server_(server), grace_(grace) {}
+
+  bool writable() override { return false; }
+
+  void handle_read() override {
+    unsigned char buf[64];
+    ssize_t n = ::read(fileno(), buf, sizeof buf);
+    if (n <= 0) return;
+    if (shutting_down) {
+      map().stop();
+      return;
+    }
+    shutting_down = true;
+    server_->shutdown_gracefully();
+    set_timeout(grace_);
+  }
+
+  void handle_timeout() override {
+    fprintf(stderr, "smtpd: %zu session(s) still open after %.0f s; exiting\n",
+            server_->channel_count, grace_);
+    map().stop();
+  }
+
+  bool shutting_down = false;
+
+ private:
+  smtpd::SMTPServer* server_;
+  double grace_;
+};
+
+void raise_fd_limit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+bool known_class(const std::string& name) {
+  std::string n = name.compare(0, 6, "smtpd.") == 0 ? name.substr(6) : name;
+  for (const std::string& c : smtpd::class_names())
+    if (c == n) return true;
+  return false;
+}
+
+bool install_signals() {
+  if (pipe(g_signal_pipe) != 0) return false;
+  for (int fd : g_signal_pipe) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return true;
+}
+
+// Extra workers share the bound socket; each runs its own reactor.
+std::vector<pid_t> fork_workers(int n) {
+  std::vector<pid_t> kids;
+  for (int i = 1; i < n; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) return {};
+    if (pid < 0) {
+      fprintf(stderr, "smtpd: fork: %s\n", strerror(errno));
+      break;
+    }
+    kids.push_back(pid);
+  }
+  return kids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  smtpd::cli::Result r = smtpd::cli::parse(args);
+  if (!r.run) {
+    fputs(r.out.c_str(), stdout);
+    fputs(r.err.c_str(), stderr);
+    return r.exit_code;
+  }
+  const smtpd::cli::Options& o = r.options;
+  smtpd::set_debug(o.debug);
+  if (!known_class(o.classname)) {
+    fprintf(stderr, "smtpd: unknown class \"%s\"; choose one of SMTPServer, "
+            "DebuggingServer, PureProxy, MailmanProxy\n", o.classname.c_str());
+    return 1;
+  }
+  raise_fd_limit();
+
+  // With -j N, N processes each bind the port (SO_REUSEPORT) and run their
+  // own reactor; the kernel spreads connections among them.
+  smtpd::ServerOptions so = o.server;
+  so.reuse_port = o.workers > 1;
+  std::vector<pid_t> kids = fork_workers(o.workers);
+  if (!install_signals()) {
+    fprintf(stderr, "smtpd: pipe: %s\n", strerror(errno));
+    return 1;
+  }
+
+  std::unique_ptr<socket_map> map;
+  std::unique_ptr<smtpd::SMTPServer> server;
+  try {
+    map.reset(new socket_map());
+    server = smtpd::make_server(o.classname, o.local, o.remote, so, map.get());
+  } catch (const std::invalid_argument& e) {
+    fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fprintf(stderr, "smtpd: %s\n", e.what());
+    return 1;
+  }
+
+  if (o.setuid) {
+    std::string why;
+    if (!smtpd::privs::drop_privileges("nobody", &why)) {
+      fprintf(stderr, "Cannot setuid \"nobody\"; try running with -n option.\n");
+      if (smtpd::debugging()) fprintf(stderr, "smtpd: %s\n", why.c_str());
+      return 1;
+    }
+  }
+
+  SignalWatcher watcher(map.get(), server.get(), 60.0);
+  int status = 0;
+  try {
+    while (!map->stopping()) {
+      map->poll_once(-1);
+      if (watcher.shutting_down && server->channel_count == 0) break;
+    }
+  } catch (const std::exception& e) {
+    fprintf(stderr, "smtpd: %s\n", e.what());
+    status = 1;
+  }
+  for (pid_t pid : kids) kill(pid, SIGTERM);
+  for (pid_t pid : kids) {
+    int ws = 0;
+    if (waitpid(pid, &ws, 0) == pid && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0))
+      status = 1;
+  }
+  return status;
+}

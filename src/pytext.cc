@@ -1,0 +1,226 @@
+// Python's text rules, as the reference's replies and output depend on them.
+#include "pytext.h"
+
+#include <stdio.h>
+
+namespace smtpd {
+namespace pytext {
+namespace {
+
+// Decodes one code point at s[i], advancing i; -1 for a bad sequence
+// (then i advances by one byte).
+long decode(std::string_view s, size_t& i) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) {
+    ++i;
+    return c;
+  }
+  int n;
+  long cp;
+  long min;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 1; cp = c & 0x1F; min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 2; cp = c & 0x0F; min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 3; cp = c & 0x07; min = 0x10000;
+  } else {
+    ++i;
+    return -1;
+  }
+  if (i + static_cast<size_t>(n) >= s.size()) {  // truncated sequence
+    ++i;
+    return -1;
+  }
+  for (int k = 1; k <= n; ++k) {
+    unsigned char cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xC0) != 0x80) {
+      ++i;
+      return -1;
+    }
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+    ++i;
+    return -1;
+  }
+  i += static_cast<size_t>(n) + 1;
+  return cp;
+}
+
+bool is_space(long cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) ||
+         cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+void append_hex(std::string& out, unsigned v, int digits, const char* prefix) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "%s%0*x", prefix, digits, v);
+  out += buf;
+}
+
+char choose_quote(std::string_view s) {
+  bool single = s.find('\'') != std::string_view::npos;
+  bool dbl = s.find('"') != std::string_view::npos;
+  return (single && !dbl) ? '"' : '\'';
+}
+
+void escape_common(std::string& out, unsigned char c, char quote) {
+  if (c == '\\' || c == static_cast<unsigned char>(quote)) {
+    out += '\\';
+    out += static_cast<char>(c);
+  } else if (c == '\t') {
+    out += "\\t";
+  } else if (c == '\n') {
+    out += "\\n";
+  } else if (c == '\r') {
+    out += "\\r";
+  } else if (c < 0x20 || c == 0x7F) {
+    append_hex(out, c, 2, "\\x");
+  } else {
+    out += static_cast<char>(c);
+  }
+}
+
+}  // namespace
+
+std::string bytes_repr(std::string_view data) {
+  char q = choose_quote(data);
+  std::string out;
+  out.reserve(data.size() + 3);
+  out += 'b';
+  out += q;
+  for (char ch : data) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c >= 0x80)
+      append_hex(out, c, 2, "\\x");
+    else
+      escape_common(out, c, q);
+  }
+  out += q;
+  return out;
+}
+
+std::string str_repr(std::string_view s) {
+  char q = choose_quote(s);
+  std::string out;
+  out += q;
+  for (size_t i = 0; i < s.size();) {
+    size_t start = i;
+    long cp = decode(s, i);
+    if (cp < 0) {  // not text: show the byte as Python shows a surrogate
+      append_hex(out, static_cast<unsigned char>(s[start]) + 0xDC00u, 4, "\\u");
+    } else if (cp < 0x80) {
+      escape_common(out, static_cast<unsigned char>(cp), q);
+    } else if (cp <= 0xA0 || cp == 0xAD) {  // C1 controls, NBSP, soft hyphen
+      append_hex(out, static_cast<unsigned>(cp), 2, "\\x");
+    } else {
+      out.append(s.data() + start, i - start);
+    }
+  }
+  out += q;
+  return out;
+}
+
+std::string list_repr(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ", ";
+    out += str_repr(items[i]);
+  }
+  out += "]";
+  return out;
+}
+
+bool utf8_valid(std::string_view s) {
+  for (size_t i = 0; i < s.size();)
+    if (decode(s, i) < 0) return false;
+  return true;
+}
+
+std::string_view strip(std::string_view s) {
+  size_t b = 0;
+  while (b < s.size()) {
+    size_t i = b;
+    if (!is_space(decode(s, i))) break;
+    b = i;
+  }
+  size_t e = s.size();
+  while (e > b) {
+    // Step back to the start of the last code point.
+    size_t start = e - 1;
+    while (start > b && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80)
+      --start;
+    size_t i = start;
+    if (!is_space(decode(s, i)) || i != e) break;
+    e = start;
+  }
+  return s.substr(b, e - b);
+}
+
+std::vector<std::string> split(std::string_view s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  size_t word = std::string_view::npos;
+  while (i < s.size()) {
+    size_t start = i;
+    bool space = is_space(decode(s, i));
+    if (space && word != std::string_view::npos) {
+      out.emplace_back(s.substr(word, start - word));
+      word = std::string_view::npos;
+    } else if (!space && word == std::string_view::npos) {
+      word = start;
+    }
+  }
+  if (word != std::string_view::npos) out.emplace_back(s.substr(word));
+  return out;
+}
+
+std::string upper(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    size_t start = i;
+    long cp = decode(s, i);
+    if (cp >= 'a' && cp <= 'z') {
+      out += static_cast<char>(cp - 32);
+    } else if (cp == 0xDF) {  // sharp s
+      out += "SS";
+    } else if ((cp >= 0xE0 && cp <= 0xFE && cp != 0xF7)) {
+      long u = cp - 32;
+      out += static_cast<char>(0xC0 | (u >> 6));
+      out += static_cast<char>(0x80 | (u & 0x3F));
+    } else {
+      out.append(s.data() + start, i - start);
+    }
+  }
+  return out;
+}
+
+bool isalnum(std::string_view s) {
+  if (s.empty()) return false;
+  for (size_t i = 0; i < s.size();) {
+    long cp = decode(s, i);
+    if (cp < 0) return false;
+    if (cp < 0x80) {
+      bool ok = (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') ||
+                (cp >= 'A' && cp <= 'Z');
+      if (!ok) return false;
+    } else if (is_space(cp) || cp <= 0xBF) {
+      return false;  // C1 controls and Latin-1 punctuation
+    }
+  }
+  return true;
+}
+
+bool isdigits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+}  // namespace pytext
+}  // namespace smtpd

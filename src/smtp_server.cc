@@ -1,0 +1,308 @@
+// SMTPServer (the listener) and DebuggingServer (prints each message).
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <system_error>
+
+#include "netaddr.h"
+#include "pytext.h"
+#include "smtpd/proxy.h"
+#include "smtpd/smtpd.h"
+
+namespace smtpd {
+
+// ------------------------------------------------------------------ debug
+
+static bool g_debug = false;
+
+void set_debug(bool on) { g_debug = on; }
+bool debugging() { return g_debug; }
+
+void debug(std::string_view line) {
+  if (!g_debug) return;
+  std::string out(line);
+  out += '\n';
+  // stderr is unbuffered: one write per line keeps lines whole.
+  fwrite(out.data(), 1, out.size(), stderr);
+}
+
+// ------------------------------------------------------------------ SMTPServer
+
+SMTPServer::SMTPServer(const HostPort& localaddr, const HostPort& remoteaddr,
+                       const ServerOptions& options, asyncore::socket_map* map)
+    : dispatcher(map),
+      data_size_limit(options.data_size_limit),
+      enable_SMTPUTF8(options.enable_SMTPUTF8),
+      localaddr_(localaddr),
+      remoteaddr_(remoteaddr),
+      options_(options),
+      fqdn_(netaddr::getfqdn()) {
+  std::string where = localaddr.host + ":" + std::to_string(localaddr.port);
+  if (localaddr.host.find(':') != std::string::npos)
+    where = "[" + localaddr.host + "]:" + std::to_string(localaddr.port);
+  std::string err;
+  std::vector<netaddr::Address> addrs =
+      netaddr::resolve(localaddr.host, localaddr.port, true, &err);
+  if (addrs.empty())
+    throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
+                            "cannot listen on " + where + ": " + err);
+  const netaddr::Address& a = addrs.front();
+  try {
+    create_socket(a.family(), SOCK_STREAM);
+    set_reuse_addr();
+#ifdef SO_REUSEPORT
+    if (options.reuse_port) {
+      int one = 1;
+      setsockopt(fileno(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
+#endif
+    bind(a.sa(), a.len);
+    listen(options.backlog > 0 ? options.backlog : 4096);
+  } catch (const std::system_error& e) {
+    close();
+    throw std::system_error(e.code(), "cannot listen on " + where);
+  }
+  if (debugging())
+    debug("SMTPServer started at " + where + "; remote " + remoteaddr.host +
+          ":" + std::to_string(remoteaddr.port));
+}
+
+SMTPServer::~SMTPServer() {
+  // Channels may outlive us in the map: cut them loose first.
+  while (SMTPChannel* ch = channels_) {
+    unlink(ch);
+    ch->orphaned_ = true;
+    ch->close();
+  }
+}
+
+void SMTPServer::link(SMTPChannel* ch) {
+  ch->prev_ = nullptr;
+  ch->next_ = channels_;
+  if (channels_) channels_->prev_ = ch;
+  channels_ = ch;
+  ++channel_count;
+}
+
+void SMTPServer::unlink(SMTPChannel* ch) {
+  if (ch->prev_) ch->prev_->next_ = ch->next_;
+  else if (channels_ == ch) channels_ = ch->next_;
+  else return;  // not linked
+  if (ch->next_) ch->next_->prev_ = ch->prev_;
+  ch->prev_ = ch->next_ = nullptr;
+  --channel_count;
+}
+
+int SMTPServer::bound_port() const {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (fileno() < 0 ||
+      getsockname(fileno(), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return -1;
+  if (ss.ss_family == AF_INET)
+    return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return -1;
+}
+
+bool SMTPServer::readable() {
+  return accept_paused_until_ == 0 || asyncore::monotonic() >= accept_paused_until_;
+}
+
+// Out of descriptors: say so once, stop accepting for a second, retry.
+// The pending connections wait in the kernel's backlog meanwhile.
+void SMTPServer::handle_timeout() { accept_paused_until_ = 0; }
+
+void SMTPServer::handle_accept() {
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage addr;
+    socklen_t len;
+    int fd = accept(&addr, &len);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        if (!emfile_logged_)
+          fprintf(stderr, "smtpd: accept: %s; pausing new connections\n",
+                  strerror(errno));
+        emfile_logged_ = true;
+        accept_paused_until_ = asyncore::monotonic() + 1.0;
+        set_timeout(1.0);
+      }
+      return;
+    }
+    emfile_logged_ = false;
+    if (options_.max_connections && channel_count >= options_.max_connections) {
+      std::string msg = "421 " + fqdn_ + " Error: too many connections\r\n";
+      ssize_t ignored = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
+      (void)ignored;
+      ::close(fd);
+      continue;
+    }
+    handle_accepted(fd, addr, len);
+  }
+}
+
+void SMTPServer::handle_accepted(int fd, const sockaddr_storage& addr,
+                                 socklen_t len) {
+  if (debugging())
+    debug("Incoming connection from " +
+          asyncore::format_address(reinterpret_cast<const sockaddr*>(&addr), len));
+  make_channel(fd, addr, len);
+}
+
+void SMTPServer::make_channel(int fd, const sockaddr_storage& addr,
+                              socklen_t len) {
+  map().adopt(std::unique_ptr<SMTPChannel>(
+      new SMTPChannel(*this, fd, addr, len, &map())));
+}
+
+void SMTPServer::shutdown_gracefully() {
+  close();
+  for (SMTPChannel* ch = channels_; ch;) {
+    SMTPChannel* next = ch->next_;
+    ch->shutdown_gracefully();
+    ch = next;
+  }
+}
+
+std::optional<std::string> SMTPServer::process_message(
+    const Peer&, const std::string&, const std::vector<std::string>&,
+    const std::string&, const std::vector<std::string>&,
+    const std::vector<std::string>&) {
+  // The reference raises NotImplementedError and drops the client. Saying
+  // so keeps the message with the client instead of losing it.
+  return std::string("554 Error: SMTPServer does not process messages; "
+                     "choose another class");
+}
+
+Verdict SMTPServer::on_mail(SMTPChannel&, const std::string&) {
+  return Verdict::ok();
+}
+Verdict SMTPServer::on_rcpt(SMTPChannel&, const std::string&) {
+  return Verdict::ok();
+}
+Verdict SMTPServer::on_data(SMTPChannel&) { return Verdict::ok(); }
+
+Verdict SMTPServer::on_message(SMTPChannel& ch) {
+  std::optional<std::string> status =
+      process_message(ch.peer, *ch.mailfrom, ch.rcpttos, ch.received_data,
+                      ch.mail_options, ch.rcpt_options);
+  return status ? Verdict::say(*status) : Verdict::ok();
+}
+
+void SMTPServer::on_reset(SMTPChannel&) {}
+void SMTPServer::on_channel_closed(SMTPChannel&) {}
+
+// ------------------------------------------------------------------ DebuggingServer
+
+DebuggingServer::DebuggingServer(const HostPort& localaddr,
+                                 const HostPort& remoteaddr,
+                                 const ServerOptions& options,
+                                 asyncore::socket_map* map, int out_fd)
+    : SMTPServer(localaddr, remoteaddr, options, map), out_fd_(out_fd) {}
+
+std::string DebuggingServer::format_message(
+    const Peer& peer, const std::string& data,
+    const std::vector<std::string>& mail_options,
+    const std::vector<std::string>& rcpt_options) {
+  std::string out;
+  out.reserve(data.size() + data.size() / 8 + 128);
+  out += "---------- MESSAGE FOLLOWS ----------\n";
+  if (!mail_options.empty())
+    out += "mail options: " + pytext::list_repr(mail_options) + "\n";
+  if (!rcpt_options.empty())
+    out += "rcpt options: " + pytext::list_repr(rcpt_options) + "\n\n";
+  // bytes.splitlines(): lines end at LF, CR or CRLF.
+  bool in_headers = true;
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t end = data.find_first_of("\r\n", pos);
+    size_t next;
+    if (end == std::string::npos) {
+      end = next = data.size();
+    } else {
+      next = end + 1;
+      if (data[end] == '\r' && next < data.size() && data[next] == '\n') ++next;
+    }
+    std::string_view line(data.data() + pos, end - pos);
+    if (in_headers && line.empty()) {
+      out += pytext::bytes_repr("X-Peer: " + peer.host);
+      out += '\n';
+      in_headers = false;
+    }
+    out += pytext::bytes_repr(line);
+    out += '\n';
+    pos = next;
+  }
+  out += "------------ END MESSAGE ------------\n";
+  return out;
+}
+
+// Writes all of `s` even to a non-blocking or slow descriptor. A closed
+// stdout loses only the printout, not the session.
+static void write_all(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n > 0) {
+      off += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 1000);
+    } else {
+      return;
+    }
+  }
+}
+
+std::optional<std::string> DebuggingServer::process_message(
+    const Peer& peer, const std::string&, const std::vector<std::string>&,
+    const std::string& data, const std::vector<std::string>& mail_options,
+    const std::vector<std::string>& rcpt_options) {
+  write_all(out_fd_, format_message(peer, data, mail_options, rcpt_options));
+  return std::nullopt;
+}
+
+// ------------------------------------------------------------------ classes
+
+const std::vector<std::string>& class_names() {
+  static const std::vector<std::string> names = {
+      "SMTPServer", "DebuggingServer", "PureProxy", "MailmanProxy"};
+  return names;
+}
+
+std::unique_ptr<SMTPServer> make_server(const std::string& classname,
+                                        const HostPort& localaddr,
+                                        const HostPort& remoteaddr,
+                                        const ServerOptions& options,
+                                        asyncore::socket_map* map) {
+  std::string name = classname;
+  if (name.compare(0, 6, "smtpd.") == 0) name = name.substr(6);
+  if (name == "PureProxy" || name == "MailmanProxy") {
+    if (options.enable_SMTPUTF8)
+      throw std::invalid_argument(name + " does not support SMTPUTF8.");
+  }
+  if (name == "SMTPServer")
+    return std::unique_ptr<SMTPServer>(
+        new SMTPServer(localaddr, remoteaddr, options, map));
+  if (name == "DebuggingServer")
+    return std::unique_ptr<SMTPServer>(
+        new DebuggingServer(localaddr, remoteaddr, options, map));
+  if (name == "PureProxy")
+    return std::unique_ptr<SMTPServer>(
+        new PureProxy(localaddr, remoteaddr, options, map));
+  if (name == "MailmanProxy")
+    return std::unique_ptr<SMTPServer>(
+        new MailmanProxy(localaddr, remoteaddr, options, map));
+  return nullptr;
+}
+
+}  // namespace smtpd
