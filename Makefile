@@ -51,4 +51,7 @@ uninstall:
 clean:
 	rm -rf $(BUILD)
 
+# Further targets (static, cross-test, bench, fuzz, sanitizers) live in mk/.
+-include $(sort $(wildcard mk/*.mk))
+
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d)
