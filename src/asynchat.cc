@@ -197,9 +197,16 @@ void async_chat::initiate_send() {
   }
   if (fileno() < 0) return;
   bool drained = opos_ == obuf_.size() && producers_.empty();
+  if (drained && eof_ && !paused_ && !close_when_done_ && !ibuf_.empty()) {
+    // The peer is gone but input it sent before leaving is unprocessed.
+    process_input();
+    if (!paused_) ibuf_.clear();  // a partial terminator never completes
+    drained = opos_ == obuf_.size() && producers_.empty();
+    if (!drained || paused_) return;  // next pass sends, or resume closes
+  }
   if (drained) {
     if (obuf_.capacity() > 4096) std::string().swap(obuf_);
-    if (close_when_done_ || eof_) close();
+    if (close_when_done_ || (eof_ && !paused_)) close();
   } else if (opos_ > 65536 && opos_ * 2 > obuf_.size()) {
     obuf_.erase(0, opos_);
     opos_ = 0;
@@ -221,7 +228,18 @@ void async_chat::handle_write() { initiate_send(); }
 // half-close after QUIT), then close. A send failure, or a second report,
 // closes at once.
 void async_chat::handle_close() {
-  if (sending_ || eof_ || (output_pending() == 0 && producers_.empty())) {
+  if (sending_) {
+    close();
+    return;
+  }
+  if (paused_ && !ibuf_.empty() && !eof_) {
+    // Hung up while input waits on a pause: keep it for resume_input().
+    // Level-triggered pollers would report the hang-up on every pass.
+    eof_ = true;
+    stop_watching();
+    return;
+  }
+  if (eof_ || (output_pending() == 0 && producers_.empty())) {
     close();
     return;
   }
@@ -230,7 +248,7 @@ void async_chat::handle_close() {
 }
 
 void async_chat::handle_deferred() {
-  if (!paused_ && !ibuf_.empty() && !eof_) process_input();
+  if (!paused_ && !ibuf_.empty()) process_input();
   if (fileno() >= 0) initiate_send();
 }
 

@@ -114,6 +114,8 @@ dispatcher* socket_map::find(int fd) const {
 void socket_map::add(dispatcher* d) {
   map_[d->fd_] = d;
   d->in_map_ = true;
+  d->unwatched_ = false;
+  if (d->deadline_ >= 0) schedule(d, d->deadline_);  // set before the socket
   touch(d);
 }
 
@@ -185,7 +187,7 @@ void socket_map::apply_dirty() {
       d->call_guarded(&dispatcher::handle_deferred);
     }
     for (dispatcher* d : batch) {
-      if (!d->in_map_ || d->dirty_) continue;
+      if (!d->in_map_ || d->dirty_ || d->unwatched_) continue;
       unsigned mask = 0;
       if (d->accepting) {
         if (d->readable()) mask |= poller::kRead;
@@ -424,8 +426,16 @@ ssize_t dispatcher::recv(void* buf, size_t len) {
   throw_errno("recv");
 }
 
+void dispatcher::stop_watching() {
+  if (!in_map_) return;
+  map_->poller_->remove(fd_);
+  registered_mask_ = 0;
+  unwatched_ = true;
+}
+
 void dispatcher::close() {
   connected = accepting = connecting = false;
+  deadline_ = -1;
   if (in_map_) map_->remove(this);
   if (fd_ >= 0) {
     ::close(fd_);

@@ -185,6 +185,10 @@ class dispatcher {
   /// Re-asks readable()/writable() at the end of this pass and runs
   /// handle_deferred(). Call after changing anything they depend on.
   void mark_dirty();
+  /// Takes the descriptor out of the poller but keeps it open and in the
+  /// map (no more events, deadlines still fire). For a peer that hung up
+  /// while input waits to be processed.
+  void stop_watching();
   /// Arms the single deadline `seconds` from now (< 0 disarms).
   void set_timeout(double seconds);
   double deadline() const { return deadline_; }
@@ -214,6 +218,7 @@ class dispatcher {
   bool in_map_ = false;
   bool dirty_ = false;
   bool owned_ = false;
+  bool unwatched_ = false;
   double deadline_ = -1;
   double queued_when_ = 0;      // when its heap entry comes due
   uint64_t timer_serial_ = 0;   // its heap entry, 0 if none
