@@ -96,6 +96,15 @@ class Reader {
         cfws();
         continue;
       }
+      if (c == '\\' && i_ + 1 < s_.size()) {  // obsolete quoted-pair
+        if (need_sep) out->push_back(' ');
+        out->append(s_.substr(i_, 2));
+        i_ += 2;
+        *plain = false;
+        any = true;
+        need_sep = cfws();
+        continue;
+      }
       if (c != '"' && !is_atext(c)) break;
       if (need_sep) {
         out->push_back(' ');
@@ -204,26 +213,30 @@ class Reader {
 ParsedPath parse_path(std::string_view arg) {
   ParsedPath p;
   if (arg.empty()) return p;
-  Reader r(arg);
-  r.cfws();
+  // The angle form only when '<' is the first non-blank character.
+  size_t lead = 0;
+  while (lead < arg.size() && (arg[lead] == ' ' || arg[lead] == '\t')) ++lead;
+  Reader r(arg.substr(lead));
   if (r.peek() == '<') {
     r.advance();
-    r.cfws();
-    if (r.peek() == '>') {
+    if (r.peek() == '>') {  // the null path: what follows is kept as is
       r.advance();
       p.address = "<>";
-    } else {
-      if (r.peek() == '@' && !r.obs_route()) {
-        p.error = true;
-        return p;
-      }
-      if (!r.addr_spec(&p.address) || p.address.empty()) {
-        p.error = true;
-        return p;
-      }
-      r.cfws();
-      if (r.peek() == '>') r.advance();
+      p.rest = std::string(r.rest());
+      return p;
     }
+    r.cfws();
+    if (r.peek() == '@' && !r.obs_route()) {
+      p.error = true;
+      return p;
+    }
+    if (!r.addr_spec(&p.address) || p.address.empty()) {
+      p.error = true;
+      return p;
+    }
+    if (p.address[0] == '@') p.address = "\"\"" + p.address;
+    r.cfws();
+    if (r.peek() == '>') r.advance();
     r.cfws();
   } else {
     if (!r.addr_spec(&p.address)) {

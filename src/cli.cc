@@ -28,6 +28,8 @@ const LongOpt kLongOpts[] = {
     {"mailman-lists", true, 0},     {"mailman-wrapper", true, 0},
     {"mailman-timeout", true, 0},
 };
+// The first seven entries are the reference's own long options.
+const long kReferenceLongOpts = 7;
 const char kShortOpts[] = "nVhc:s:duj:";
 
 bool short_takes_arg(char c, bool* known) {
@@ -52,8 +54,16 @@ bool parse_int(const std::string& s, long long* out) {
   if (t.empty()) return false;
   size_t i = (t[0] == '+' || t[0] == '-') ? 1 : 0;
   if (i == t.size()) return false;
-  for (size_t k = i; k < t.size(); ++k)
+  // Python also allows single underscores between digits ("1_000").
+  std::string digits = t.substr(0, i);
+  for (size_t k = i; k < t.size(); ++k) {
+    if (t[k] == '_' && k > i && k + 1 < t.size() && t[k - 1] != '_' &&
+        t[k + 1] >= '0' && t[k + 1] <= '9')
+      continue;
     if (t[k] < '0' || t[k] > '9') return false;
+    digits.push_back(t[k]);
+  }
+  t = digits;
   errno = 0;
   long long v = strtoll(t.c_str(), nullptr, 10);
   if (errno == ERANGE) return false;
@@ -208,17 +218,29 @@ Result parse(const std::vector<std::string>& argv) {
       }
       const LongOpt* match = nullptr;
       int matches = 0;
+      const LongOpt* ref_match = nullptr;  // among the reference's seven
+      int ref_matches = 0;
       for (const LongOpt& lo : kLongOpts) {
         std::string n = lo.name;
         if (n == name) {
           match = &lo;
           matches = 1;
+          ref_matches = 0;
           break;
         }
         if (n.compare(0, name.size(), name) == 0) {
           match = &lo;
           ++matches;
+          if (&lo - kLongOpts < kReferenceLongOpts) {
+            ref_match = &lo;
+            ++ref_matches;
+          }
         }
+      }
+      // A prefix the reference accepted keeps its meaning here.
+      if (matches > 1 && ref_matches == 1) {
+        match = ref_match;
+        matches = 1;
       }
       if (matches == 0) return fail(program, "option --" + name + " not recognized");
       if (matches > 1) return fail(program, "option --" + name + " not a unique prefix");

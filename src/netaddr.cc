@@ -114,27 +114,59 @@ std::vector<Address> resolve(const std::string& host, int port, bool passive,
   return out;
 }
 
+// As Python's socket.getfqdn(): the host name's address, then that
+// address's names (primary first, then aliases); the first with a dot,
+// else the primary name; the plain host name if any step fails.
 std::string getfqdn() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
   std::string name = buf;
-  if (name.find('.') != std::string::npos) return name;
-  std::string canonical;
-  hosts_lookup("/etc/hosts", name, &canonical);
-  if (!canonical.empty()) return canonical;
-#ifndef SMTPD_STATIC
-  addrinfo hints{};
-  hints.ai_flags = AI_CANONNAME;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  if (getaddrinfo(name.c_str(), nullptr, &hints, &res) == 0) {
-    if (res && res->ai_canonname && strchr(res->ai_canonname, '.'))
-      canonical = res->ai_canonname;
-    freeaddrinfo(res);
+  std::vector<std::string> names;
+#ifdef SMTPD_STATIC
+  std::vector<std::string> addrs = hosts_lookup("/etc/hosts", name, nullptr);
+  if (!addrs.empty()) names = hosts_names_for_address("/etc/hosts", addrs[0]);
+#else
+  std::string err;
+  std::vector<Address> addrs = resolve(name, 0, false, &err);
+  if (!addrs.empty()) {
+    const void* raw;
+    socklen_t rawlen;
+    if (addrs[0].family() == AF_INET) {
+      raw = &reinterpret_cast<const sockaddr_in*>(addrs[0].sa())->sin_addr;
+      rawlen = sizeof(in_addr);
+    } else {
+      raw = &reinterpret_cast<const sockaddr_in6*>(addrs[0].sa())->sin6_addr;
+      rawlen = sizeof(in6_addr);
+    }
+    if (hostent* he = gethostbyaddr(raw, rawlen, addrs[0].family())) {
+      names.push_back(he->h_name);
+      for (char** a = he->h_aliases; a && *a; ++a) names.push_back(*a);
+    }
   }
-  if (!canonical.empty()) return canonical;
 #endif
-  return name;
+  if (names.empty()) return name;
+  for (const std::string& n : names)
+    if (n.find('.') != std::string::npos) return n;
+  return names[0];
+}
+
+std::vector<std::string> hosts_names_for_address(const std::string& path,
+                                                 const std::string& address) {
+  std::vector<std::string> names;
+  FILE* f = fopen(path.c_str(), "r");
+  if (!f) return names;
+  char line[1024];
+  while (names.empty() && fgets(line, sizeof line, f)) {
+    if (char* hash = strchr(line, '#')) *hash = '\0';
+    char* save = nullptr;
+    char* first = strtok_r(line, " \t\r\n", &save);
+    if (!first || address != first) continue;
+    for (char* w = strtok_r(nullptr, " \t\r\n", &save); w;
+         w = strtok_r(nullptr, " \t\r\n", &save))
+      names.push_back(w);
+  }
+  fclose(f);
+  return names;
 }
 
 }  // namespace netaddr

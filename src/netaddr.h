@@ -34,6 +34,10 @@ std::vector<std::string> hosts_lookup(const std::string& path,
                                       const std::string& name,
                                       std::string* canonical);
 
+/// The names on the first /etc/hosts-format line for `address`.
+std::vector<std::string> hosts_names_for_address(const std::string& path,
+                                                 const std::string& address);
+
 }  // namespace netaddr
 }  // namespace smtpd
 

@@ -48,6 +48,18 @@ long decode(std::string_view s, size_t& i) {
   return cp;
 }
 
+// Python's str.isprintable() is false for these beyond Latin-1:
+// separators (Zs, Zl, Zp), format characters (Cf) and private use (Co).
+bool is_unprintable_wide(long cp) {
+  return cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) ||
+         (cp >= 0x2028 && cp <= 0x202F) || (cp >= 0x205F && cp <= 0x2064) ||
+         (cp >= 0x2066 && cp <= 0x206F) || cp == 0x3000 || cp == 0xFEFF ||
+         (cp >= 0xFFF9 && cp <= 0xFFFB) || (cp >= 0x0600 && cp <= 0x0605) ||
+         cp == 0x061C || cp == 0x06DD || cp == 0x070F || cp == 0x180E ||
+         (cp >= 0xE000 && cp <= 0xF8FF) || cp >= 0xF0000 ||
+         (cp >= 0xE0000 && cp <= 0xE007F) || cp == 0x110BD;
+}
+
 bool is_space(long cp) {
   return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) ||
          cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
@@ -116,6 +128,11 @@ std::string str_repr(std::string_view s) {
       escape_common(out, static_cast<unsigned char>(cp), q);
     } else if (cp <= 0xA0 || cp == 0xAD) {  // C1 controls, NBSP, soft hyphen
       append_hex(out, static_cast<unsigned>(cp), 2, "\\x");
+    } else if (is_unprintable_wide(cp)) {
+      if (cp <= 0xFFFF)
+        append_hex(out, static_cast<unsigned>(cp), 4, "\\u");
+      else
+        append_hex(out, static_cast<unsigned>(cp), 8, "\\U");
     } else {
       out.append(s.data() + start, i - start);
     }
@@ -188,6 +205,10 @@ std::string upper(std::string_view s) {
       out += static_cast<char>(cp - 32);
     } else if (cp == 0xDF) {  // sharp s
       out += "SS";
+    } else if (cp == 0xB5) {  // micro sign -> GREEK CAPITAL MU
+      out += "\xCE\x9C";
+    } else if (cp == 0xFF) {  // y diaeresis -> U+0178
+      out += "\xC5\xB8";
     } else if ((cp >= 0xE0 && cp <= 0xFE && cp != 0xF7)) {
       long u = cp - 32;
       out += static_cast<char>(0xC0 | (u >> 6));
@@ -208,8 +229,15 @@ bool isalnum(std::string_view s) {
       bool ok = (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') ||
                 (cp >= 'A' && cp <= 'Z');
       if (!ok) return false;
-    } else if (is_space(cp) || cp <= 0xBF) {
-      return false;  // C1 controls and Latin-1 punctuation
+    } else if (cp <= 0xBF) {
+      // Latin-1 below the letters: only these are letters or digits.
+      bool ok = cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 ||
+                cp == 0xB9 || cp == 0xBA || cp == 0xBC || cp == 0xBD ||
+                cp == 0xBE;
+      if (!ok) return false;
+    } else if (cp == 0xD7 || cp == 0xF7 || is_space(cp) ||
+               is_unprintable_wide(cp)) {
+      return false;
     }
   }
   return true;

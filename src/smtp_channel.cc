@@ -214,7 +214,9 @@ void SMTPChannel::collect_incoming_data(const char* data, size_t len) {
     line_.append(data, std::min(len, room));
     return;
   }
-  // DATA: store the line un-dot-stuffed, LF-joined, until over the limit.
+  // DATA: the timer runs from the last read (RFC 5321 4.5.3.2.6).
+  arm_timeout();
+  // Store the line un-dot-stuffed, LF-joined, until over the limit.
   if (cur_line_bytes_ == 0 && len > 0 && data[0] == '.') {
     line_dot_ = true;
     ++data;
