@@ -114,6 +114,17 @@ std::vector<pid_t> fork_workers(int n) {
   return kids;
 }
 
+// Stops the other workers and returns `status`, or 1 if one of them failed.
+int stop_workers(const std::vector<pid_t>& kids, int status) {
+  for (pid_t pid : kids) kill(pid, SIGTERM);
+  for (pid_t pid : kids) {
+    int ws = 0;
+    if (waitpid(pid, &ws, 0) == pid && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0))
+      status = 1;
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -150,10 +161,10 @@ int main(int argc, char** argv) {
     server = smtpd::make_server(o.classname, o.local, o.remote, so, map.get());
   } catch (const std::invalid_argument& e) {
     fprintf(stderr, "%s\n", e.what());
-    return 1;
+    return stop_workers(kids, 1);
   } catch (const std::exception& e) {
     fprintf(stderr, "smtpd: %s\n", e.what());
-    return 1;
+    return stop_workers(kids, 1);
   }
 
   if (o.setuid) {
@@ -161,7 +172,7 @@ int main(int argc, char** argv) {
     if (!smtpd::privs::drop_privileges("nobody", &why)) {
       fprintf(stderr, "Cannot setuid \"nobody\"; try running with -n option.\n");
       if (smtpd::debugging()) fprintf(stderr, "smtpd: %s\n", why.c_str());
-      return 1;
+      return stop_workers(kids, 1);
     }
   }
 
@@ -176,11 +187,5 @@ int main(int argc, char** argv) {
     fprintf(stderr, "smtpd: %s\n", e.what());
     status = 1;
   }
-  for (pid_t pid : kids) kill(pid, SIGTERM);
-  for (pid_t pid : kids) {
-    int ws = 0;
-    if (waitpid(pid, &ws, 0) == pid && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0))
-      status = 1;
-  }
-  return status;
+  return stop_workers(kids, status);
 }

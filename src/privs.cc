@@ -54,7 +54,10 @@ bool drop_privileges(const std::string& name, std::string* error) {
     *error = "no user \"" + name + "\" in /etc/passwd";
     return false;
   }
-  if (setgroups(1, &u.gid) != 0) {
+  // Already that user (and not root): nothing to give up, as for Python's
+  // setuid(), though an unprivileged process may not reset its groups.
+  bool already = geteuid() == u.uid && getuid() == u.uid && u.uid != 0;
+  if (setgroups(1, &u.gid) != 0 && !(already && errno == EPERM)) {
     *error = std::string("setgroups: ") + strerror(errno);
     return false;
   }

@@ -49,8 +49,7 @@ SMTPServer::SMTPServer(const HostPort& localaddr, const HostPort& remoteaddr,
   std::vector<netaddr::Address> addrs =
       netaddr::resolve(localaddr.host, localaddr.port, true, &err);
   if (addrs.empty())
-    throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
-                            "cannot listen on " + where + ": " + err);
+    throw std::runtime_error("cannot listen on " + where + ": " + err);
   const netaddr::Address& a = addrs.front();
   try {
     create_socket(a.family(), SOCK_STREAM);
