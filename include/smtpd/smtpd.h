@@ -114,6 +114,11 @@ class SMTPChannel : public asynchat::async_chat {
   /// starting with 2 or 3 (or none) accepts; anything else refuses. Input
   /// processing resumes in the next pass.
   void complete(std::optional<std::string> reply);
+  /// MAIL's parameters (upper-cased) while on_mail() decides; they become
+  /// mail_options once it accepts.
+  const std::vector<std::string>& pending_mail_options() const {
+    return pending_options_;
+  }
   /// True while a hook's answer is awaited.
   bool awaiting() const { return pending_ != Pending::none; }
   /// True between MAIL and the end of the message (or RSET).
