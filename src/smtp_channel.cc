@@ -168,9 +168,15 @@ void SMTPChannel::handle_timeout() {
     arm_timeout();
     return;
   }
+  if (timed_out_) {  // the 421 itself could not be delivered: give up
+    close();
+    return;
+  }
   if (debugging()) debug("Timeout: " + describe());
+  timed_out_ = true;
   push("421 " + fqdn + " Error: timeout exceeded");
   close_when_done();
+  arm_timeout();  // a client that never reads does not keep us open
 }
 
 void SMTPChannel::handle_close() {

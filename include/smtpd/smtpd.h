@@ -166,6 +166,7 @@ class SMTPChannel : public asynchat::async_chat {
   SMTPChannel* next_ = nullptr;
   bool orphaned_ = false;        // the server went away first
   bool quit_after_transaction_ = false;
+  bool timed_out_ = false;       // the 421 for a timeout was queued
 
   size_t cur_line_bytes_ = 0;   // raw bytes of the DATA line so far
   size_t data_lines_ = 0;       // DATA lines stored so far
