@@ -45,11 +45,15 @@ double monotonic() {
   return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
 }
 
+// Sockets from accept4() already have both flags: only look, then.
 bool set_nonblocking(int fd) {
   int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return false;
+  if (fl < 0) return false;
+  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return false;
   int fdfl = fcntl(fd, F_GETFD);
-  return fdfl >= 0 && fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) >= 0;
+  if (fdfl < 0) return false;
+  return (fdfl & FD_CLOEXEC) || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) >= 0;
 }
 
 std::string format_host(const sockaddr* addr, socklen_t /*len*/) {

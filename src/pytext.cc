@@ -1,7 +1,13 @@
 // Python's text rules, as the reference's replies and output depend on them.
 #include "pytext.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 namespace smtpd {
 namespace pytext {
@@ -98,20 +104,73 @@ void escape_common(std::string& out, unsigned char c, char quote) {
 
 }  // namespace
 
-std::string bytes_repr(std::string_view data) {
+size_t plain_prefix(const char* p, size_t n, char quote) {
+  size_t i = 0;
+#ifdef __SSE2__
+  // Sixteen bytes a step. A signed compare puts 0x80..0xFF below 0x20 too.
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i del = _mm_set1_epi8(0x7F);
+  const __m128i bs = _mm_set1_epi8('\\');
+  const __m128i qq = _mm_set1_epi8(quote);
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    __m128i bad = _mm_or_si128(
+        _mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)),
+        _mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, qq)));
+    unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(bad));
+    if (mask) return i + static_cast<size_t>(__builtin_ctz(mask));
+  }
+#else
+  // Eight bytes a step: each word test is exact as a whole, not per byte.
+  const uint64_t ones = 0x0101010101010101ull;
+  const uint64_t high = ones * 0x80;
+  const uint64_t bs = ones * '\\';
+  const uint64_t qq = ones * static_cast<unsigned char>(quote);
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    uint64_t low = (w - ones * 0x20) & ~w;  // a byte below 0x20
+    uint64_t top = (w + ones) | w;          // a byte at or above 0x7F
+    uint64_t x1 = w ^ bs;
+    uint64_t x2 = w ^ qq;
+    uint64_t eq = ((x1 - ones) & ~x1) | ((x2 - ones) & ~x2);
+    if ((low | top | eq) & high) break;
+  }
+#endif
+  for (; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(p[i]);
+    if (c < 0x20 || c >= 0x7F || c == '\\' ||
+        c == static_cast<unsigned char>(quote))
+      break;
+  }
+  return i;
+}
+
+void append_bytes_repr(std::string& out, std::string_view data) {
   char q = choose_quote(data);
-  std::string out;
-  out.reserve(data.size() + 3);
   out += 'b';
   out += q;
-  for (char ch : data) {
-    unsigned char c = static_cast<unsigned char>(ch);
+  const char* p = data.data();
+  size_t n = data.size();
+  while (n > 0) {
+    size_t run = plain_prefix(p, n, q);
+    out.append(p, run);
+    if (run == n) break;
+    unsigned char c = static_cast<unsigned char>(p[run]);
     if (c >= 0x80)
       append_hex(out, c, 2, "\\x");
     else
       escape_common(out, c, q);
+    p += run + 1;
+    n -= run + 1;
   }
   out += q;
+}
+
+std::string bytes_repr(std::string_view data) {
+  std::string out;
+  out.reserve(data.size() + 3);
+  append_bytes_repr(out, data);
   return out;
 }
 
@@ -152,7 +211,9 @@ std::string list_repr(const std::vector<std::string>& items) {
 }
 
 bool utf8_valid(std::string_view s) {
-  for (size_t i = 0; i < s.size();)
+  size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  while (i < s.size())
     if (decode(s, i) < 0) return false;
   return true;
 }

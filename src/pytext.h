@@ -13,6 +13,11 @@ namespace pytext {
 
 /// repr(bytes): b'...' or b"..." with Python's escapes.
 std::string bytes_repr(std::string_view data);
+/// Appends repr(bytes) to `out` (bytes_repr without the temporary).
+void append_bytes_repr(std::string& out, std::string_view data);
+/// Length of the leading part of [p, p+n) that repr(bytes) shows as it is
+/// between `quote`s: printable ASCII but the backslash and the quote.
+size_t plain_prefix(const char* p, size_t n, char quote = '\'');
 /// repr(str) of UTF-8 text: '...' or "...".
 std::string str_repr(std::string_view utf8);
 /// repr(list of str): ['A', 'B'].

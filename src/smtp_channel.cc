@@ -187,15 +187,15 @@ void SMTPChannel::handle_close() {
 void SMTPChannel::push(std::string_view msg) {
   std::string line;
   line.reserve(msg.size() + 2);
+  line.append(msg.data(), msg.size());
   // Replies are ASCII unless the transaction asked for SMTPUTF8; the
   // reference would raise here, so stray bytes are shown as '?'.
-  for (char c : msg) {
+  for (char& c : line) {
     if ((static_cast<unsigned char>(c) >= 0x80 && !require_SMTPUTF8) ||
         c == '\r' || c == '\n')
       c = '?';
-    line.push_back(c);
   }
-  line += "\r\n";
+  line.append("\r\n", 2);
   async_chat::push(line);
 }
 
@@ -220,9 +220,7 @@ void SMTPChannel::collect_incoming_data(const char* data, size_t len) {
     line_.append(data, std::min(len, room));
     return;
   }
-  // DATA: the timer runs from the last read (RFC 5321 4.5.3.2.6).
-  arm_timeout();
-  // Store the line un-dot-stuffed, LF-joined, until over the limit.
+  // DATA: store the line un-dot-stuffed, LF-joined, until over the limit.
   if (cur_line_bytes_ == 0 && len > 0 && data[0] == '.') {
     line_dot_ = true;
     ++data;
@@ -244,12 +242,21 @@ void SMTPChannel::collect_incoming_data(const char* data, size_t len) {
   received_data.append(data, len);
 }
 
+// The command timer restarts with each command. The DATA timer runs from
+// the last read (RFC 5321 4.5.3.2.6), so handle_read() re-arms it once per
+// read: a line may span reads, and a clock read per line costs on big mail.
 void SMTPChannel::found_terminator() {
-  arm_timeout();
-  if (smtp_state == COMMAND)
+  if (smtp_state == COMMAND) {
+    arm_timeout();
     process_command_line();
-  else
+  } else {
     process_data_line();
+  }
+}
+
+void SMTPChannel::handle_read() {
+  async_chat::handle_read();
+  if (smtp_state == DATA && fileno() >= 0) arm_timeout();
 }
 
 void SMTPChannel::process_data_line() {

@@ -217,27 +217,35 @@ std::string DebuggingServer::format_message(
     out += "mail options: " + pytext::list_repr(mail_options) + "\n";
   if (!rcpt_options.empty())
     out += "rcpt options: " + pytext::list_repr(rcpt_options) + "\n\n";
-  // bytes.splitlines(): lines end at LF, CR or CRLF.
+  // bytes.splitlines(): lines end at LF, CR or CRLF. Most lines hold only
+  // bytes that repr() shows as they are, up to the LF: one scan finds both.
   bool in_headers = true;
-  size_t pos = 0;
-  while (pos < data.size()) {
-    size_t end = data.find_first_of("\r\n", pos);
-    size_t next;
-    if (end == std::string::npos) {
-      end = next = data.size();
-    } else {
-      next = end + 1;
-      if (data[end] == '\r' && next < data.size() && data[next] == '\n') ++next;
+  const char* p = data.data();
+  const char* end = p + data.size();
+  while (p < end) {
+    const char* eol = p + pytext::plain_prefix(p, static_cast<size_t>(end - p));
+    bool plain = eol == end || *eol == '\n';
+    if (!plain) {  // a CR, a quote or a byte to escape: find the line's end
+      const char* lf = static_cast<const char*>(memchr(eol, '\n', end - eol));
+      const char* cr = static_cast<const char*>(
+          memchr(eol, '\r', (lf ? lf : end) - eol));
+      eol = cr ? cr : lf ? lf : end;
     }
-    std::string_view line(data.data() + pos, end - pos);
+    const char* next = eol < end ? eol + 1 : end;
+    if (eol < end && *eol == '\r' && next < end && *next == '\n') ++next;
+    std::string_view line(p, static_cast<size_t>(eol - p));
     if (in_headers && line.empty()) {
-      out += pytext::bytes_repr("X-Peer: " + peer.host);
+      pytext::append_bytes_repr(out, "X-Peer: " + peer.host);
       out += '\n';
       in_headers = false;
     }
-    out += pytext::bytes_repr(line);
-    out += '\n';
-    pos = next;
+    if (plain) {
+      out.append("b'", 2).append(line.data(), line.size()).append("'\n", 2);
+    } else {
+      pytext::append_bytes_repr(out, line);
+      out += '\n';
+    }
+    p = next;
   }
   out += "------------ END MESSAGE ------------\n";
   return out;

@@ -93,6 +93,7 @@ class SMTPChannel : public asynchat::async_chat {
 
   void collect_incoming_data(const char* data, size_t len) override;
   void found_terminator() override;
+  void handle_read() override;
   void handle_close() override;
   void handle_timeout() override;
   std::string describe() const override;
