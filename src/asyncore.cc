@@ -110,6 +110,11 @@ socket_map::~socket_map() {
 
 const char* socket_map::poller_name() const { return poller_->name(); }
 
+bool socket_map::can_watch(int fd) const {
+  int limit = poller_->fd_limit();
+  return limit < 0 || fd < limit;
+}
+
 dispatcher* socket_map::find(int fd) const {
   auto it = map_.find(fd);
   return it == map_.end() ? nullptr : it->second;

@@ -15,6 +15,7 @@
 
 #if defined(__linux__)
 #define SMTPD_HAVE_ACCEPT4 1
+#define SMTPD_HAVE_PDEATHSIG 1  // prctl(PR_SET_PDEATHSIG)
 #endif
 
 #ifndef SMTPD_VERSION

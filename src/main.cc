@@ -10,6 +10,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include "config.h"
+#ifdef SMTPD_HAVE_PDEATHSIG
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,7 +51,14 @@ class SignalWatcher : public smtpd::asyncore::dispatcher {
   void handle_read() override {
     unsigned char buf[64];
     ssize_t n = ::read(fileno(), buf, sizeof buf);
-    if (n <= 0) return;
+    bool stop_signal = false;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == SIGCHLD)
+        reap_workers();
+      else
+        stop_signal = true;
+    }
+    if (!stop_signal) return;
     if (shutting_down) {
       map().stop();
       return;
@@ -56,6 +67,27 @@ class SignalWatcher : public smtpd::asyncore::dispatcher {
     server_->shutdown_gracefully();
     set_timeout(grace_);
   }
+
+  // A worker that ends on its own is reported; it is not restarted.
+  void reap_workers() {
+    for (pid_t& pid : workers) {
+      int ws;
+      // Only our workers: MailmanProxy reaps its own children.
+      if (pid <= 0 || waitpid(pid, &ws, WNOHANG) != pid) continue;
+      if (WIFSIGNALED(ws))
+        fprintf(stderr, "smtpd: worker %d killed by signal %d\n",
+                static_cast<int>(pid), WTERMSIG(ws));
+      else
+        fprintf(stderr, "smtpd: worker %d exited with status %d\n",
+                static_cast<int>(pid), WEXITSTATUS(ws));
+      worker_failed = true;
+      pid = -1;
+    }
+  }
+
+  std::vector<pid_t> workers;
+
+  bool worker_failed = false;
 
   void handle_timeout() override {
     fprintf(stderr, "smtpd: %zu session(s) still open after %.0f s; exiting\n",
@@ -88,13 +120,6 @@ void raise_fd_limit() {
   }
 }
 
-bool known_class(const std::string& name) {
-  std::string n = name.compare(0, 6, "smtpd.") == 0 ? name.substr(6) : name;
-  for (const std::string& c : smtpd::class_names())
-    if (c == n) return true;
-  return false;
-}
-
 bool install_signals() {
   if (pipe(g_signal_pipe) != 0) return false;
   for (int fd : g_signal_pipe) {
@@ -108,16 +133,26 @@ bool install_signals() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGCHLD, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return true;
 }
 
-// Extra workers share the bound socket; each runs its own reactor.
-std::vector<pid_t> fork_workers(int n) {
+// Extra workers share the bound socket; each runs its own reactor. A
+// worker ends with its parent, so a killed parent leaves no orphans.
+std::vector<pid_t> fork_workers(int n, bool* is_worker) {
   std::vector<pid_t> kids;
+  *is_worker = false;
   for (int i = 1; i < n; ++i) {
     pid_t pid = fork();
-    if (pid == 0) return {};
+    if (pid == 0) {
+      *is_worker = true;
+#ifdef SMTPD_HAVE_PDEATHSIG
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() == 1) _exit(0);  // the parent is already gone
+#endif
+      return {};
+    }
     if (pid < 0) {
       fprintf(stderr, "smtpd: fork: %s\n", strerror(errno));
       break;
@@ -132,8 +167,11 @@ int stop_workers(const std::vector<pid_t>& kids, int status) {
   for (pid_t pid : kids) kill(pid, SIGTERM);
   for (pid_t pid : kids) {
     int ws = 0;
-    if (waitpid(pid, &ws, 0) == pid && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0))
-      status = 1;
+    pid_t r;
+    do {
+      r = waitpid(pid, &ws, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0)) status = 1;
   }
   return status;
 }
@@ -150,22 +188,37 @@ int main(int argc, char** argv) {
   }
   const smtpd::cli::Options& o = r.options;
   smtpd::set_debug(o.debug);
-  if (!known_class(o.classname)) {
-    fprintf(stderr, "smtpd: unknown class \"%s\"; choose one of SMTPServer, "
-            "DebuggingServer, PureProxy, MailmanProxy\n", o.classname.c_str());
+  smtpd::ServerOptions so = o.server;
+  try {
+    smtpd::check_class(o.classname, so);
+  } catch (const std::invalid_argument& e) {
+    fprintf(stderr, "%s\n", e.what());
     return 1;
   }
   raise_fd_limit();
   keep_freed_memory();
 
-  // With -j N, N processes each bind the port (SO_REUSEPORT) and run their
-  // own reactor; the kernel spreads connections among them.
-  smtpd::ServerOptions so = o.server;
-  so.reuse_port = o.workers > 1;
-  std::vector<pid_t> kids = fork_workers(o.workers);
+  // With -j N the socket is bound once, here, so a port in use is an error
+  // as without -j; N processes then accept on it, each with its reactor.
+  if (o.workers > 1) {
+    try {
+      so.listen_fd = smtpd::bind_listener(o.local, so.backlog);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "smtpd: %s\n", e.what());
+      return 1;
+    }
+  }
   if (!install_signals()) {
     fprintf(stderr, "smtpd: pipe: %s\n", strerror(errno));
     return 1;
+  }
+  bool is_worker;
+  std::vector<pid_t> kids = fork_workers(o.workers, &is_worker);
+  if (is_worker) {
+    // A worker: its own self-pipe, not the parent's.
+    close(g_signal_pipe[0]);
+    close(g_signal_pipe[1]);
+    if (!install_signals()) return 1;
   }
 
   std::unique_ptr<socket_map> map;
@@ -191,6 +244,8 @@ int main(int argc, char** argv) {
   }
 
   SignalWatcher watcher(map.get(), server.get(), 60.0);
+  watcher.workers = kids;
+  watcher.reap_workers();  // any that died before the watcher existed
   int status = 0;
   try {
     while (!map->stopping()) {
@@ -201,5 +256,6 @@ int main(int argc, char** argv) {
     fprintf(stderr, "smtpd: %s\n", e.what());
     status = 1;
   }
+  if (watcher.worker_failed) status = 1;
   return stop_workers(kids, status);
 }

@@ -102,7 +102,9 @@ std::string PureProxy::wire_format(const std::string& text) {
     out += c;
     line_start = false;
   }
-  if (!line_start || out.empty()) out += "\r\n";
+  // The text's lines are joined by LF, so its last line (even an empty
+  // one) still needs its CRLF.
+  out += "\r\n";
   out += ".\r\n";
   return out;
 }

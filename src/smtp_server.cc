@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <system_error>
 
@@ -33,6 +34,32 @@ void debug(std::string_view line) {
 
 // ------------------------------------------------------------------ SMTPServer
 
+static std::string where_of(const HostPort& a) {
+  if (a.host.find(':') != std::string::npos)
+    return "[" + a.host + "]:" + std::to_string(a.port);
+  return a.host + ":" + std::to_string(a.port);
+}
+
+int bind_listener(const HostPort& localaddr, int backlog) {
+  std::string where = where_of(localaddr);
+  std::string err;
+  std::vector<netaddr::Address> addrs =
+      netaddr::resolve(localaddr.host, localaddr.port, true, &err);
+  if (addrs.empty())
+    throw std::runtime_error("cannot listen on " + where + ": " + err);
+  const netaddr::Address& a = addrs.front();
+  int fd = ::socket(a.family(), SOCK_STREAM, 0);
+  int one = 1;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::bind(fd, a.sa(), a.len) != 0 ||
+      ::listen(fd, backlog > 0 ? backlog : 4096) != 0) {
+    int e = errno;
+    if (fd >= 0) ::close(fd);
+    throw std::system_error(e, std::generic_category(), "cannot listen on " + where);
+  }
+  return fd;
+}
+
 SMTPServer::SMTPServer(const HostPort& localaddr, const HostPort& remoteaddr,
                        const ServerOptions& options, asyncore::socket_map* map)
     : dispatcher(map),
@@ -42,33 +69,10 @@ SMTPServer::SMTPServer(const HostPort& localaddr, const HostPort& remoteaddr,
       remoteaddr_(remoteaddr),
       options_(options),
       fqdn_(netaddr::getfqdn()) {
-  std::string where = localaddr.host + ":" + std::to_string(localaddr.port);
-  if (localaddr.host.find(':') != std::string::npos)
-    where = "[" + localaddr.host + "]:" + std::to_string(localaddr.port);
-  std::string err;
-  std::vector<netaddr::Address> addrs =
-      netaddr::resolve(localaddr.host, localaddr.port, true, &err);
-  if (addrs.empty())
-    throw std::runtime_error("cannot listen on " + where + ": " + err);
-  const netaddr::Address& a = addrs.front();
-  try {
-    create_socket(a.family(), SOCK_STREAM);
-    set_reuse_addr();
-#ifdef SO_REUSEPORT
-    if (options.reuse_port) {
-      int one = 1;
-      setsockopt(fileno(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    }
-#endif
-    bind(a.sa(), a.len);
-    listen(options.backlog > 0 ? options.backlog : 4096);
-  } catch (const std::system_error& e) {
-    close();
-    throw std::system_error(e.code(), "cannot listen on " + where);
-  }
-  if (debugging())
-    debug("SMTPServer started at " + where + "; remote " + remoteaddr.host +
-          ":" + std::to_string(remoteaddr.port));
+  int fd = options.listen_fd >= 0 ? options.listen_fd
+                                  : bind_listener(localaddr, options.backlog);
+  set_socket(fd);
+  listen(options.backlog > 0 ? options.backlog : 4096);  // marks it accepting
 }
 
 SMTPServer::~SMTPServer() {
@@ -136,7 +140,8 @@ void SMTPServer::handle_accept() {
       return;
     }
     emfile_logged_ = false;
-    if (options_.max_connections && channel_count >= options_.max_connections) {
+    if ((options_.max_connections && channel_count >= options_.max_connections) ||
+        !map().can_watch(fd)) {
       std::string msg = "421 " + fqdn_ + " Error: too many connections\r\n";
       ssize_t ignored = ::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL);
       (void)ignored;
@@ -251,9 +256,9 @@ std::string DebuggingServer::format_message(
   return out;
 }
 
-// Writes all of `s` even to a non-blocking or slow descriptor. A closed
-// stdout loses only the printout, not the session.
-static void write_all(int fd, const std::string& s) {
+// Writes all of `s` even to a non-blocking or slow descriptor. Returns 0,
+// or the errno that stopped it.
+static int write_all(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
     ssize_t n = ::write(fd, s.data() + off, s.size() - off);
@@ -265,17 +270,27 @@ static void write_all(int fd, const std::string& s) {
       pollfd p{fd, POLLOUT, 0};
       ::poll(&p, 1, 1000);
     } else {
-      return;
+      return n < 0 ? errno : EIO;
     }
   }
+  return 0;
 }
 
+// Printing is this class's delivery: when the output is gone (a closed
+// pipe, a full disk) the client is told to try later, not given a 250.
 std::optional<std::string> DebuggingServer::process_message(
     const Peer& peer, const std::string&, const std::vector<std::string>&,
     const std::string& data, const std::vector<std::string>& mail_options,
     const std::vector<std::string>& rcpt_options) {
-  write_all(out_fd_, format_message(peer, data, mail_options, rcpt_options));
-  return std::nullopt;
+  int err = write_all(out_fd_, format_message(peer, data, mail_options, rcpt_options));
+  if (err == 0) {
+    output_failed_ = false;
+    return std::nullopt;
+  }
+  if (!output_failed_)
+    fprintf(stderr, "smtpd: cannot print the message: %s\n", strerror(err));
+  output_failed_ = true;
+  return std::string("451 Error: cannot print the message; try again later");
 }
 
 // ------------------------------------------------------------------ classes
@@ -286,17 +301,23 @@ const std::vector<std::string>& class_names() {
   return names;
 }
 
-std::unique_ptr<SMTPServer> make_server(const std::string& classname,
-                                        const HostPort& localaddr,
-                                        const HostPort& remoteaddr,
-                                        const ServerOptions& options,
-                                        asyncore::socket_map* map) {
+void check_class(const std::string& classname, const ServerOptions& options) {
   std::string name = classname;
   if (name.compare(0, 6, "smtpd.") == 0) name = name.substr(6);
-  if (name == "PureProxy" || name == "MailmanProxy") {
-    if (options.enable_SMTPUTF8)
-      throw std::invalid_argument(name + " does not support SMTPUTF8.");
-  }
+  if (std::find(class_names().begin(), class_names().end(), name) ==
+      class_names().end())
+    throw std::invalid_argument(
+        "smtpd: unknown class \"" + classname + "\"; choose one of "
+        "SMTPServer, DebuggingServer, PureProxy, MailmanProxy");
+  if ((name == "PureProxy" || name == "MailmanProxy") && options.enable_SMTPUTF8)
+    throw std::invalid_argument(name + " does not support SMTPUTF8.");
+}
+
+static std::unique_ptr<SMTPServer> construct(const std::string& name,
+                                             const HostPort& localaddr,
+                                             const HostPort& remoteaddr,
+                                             const ServerOptions& options,
+                                             asyncore::socket_map* map) {
   if (name == "SMTPServer")
     return std::unique_ptr<SMTPServer>(
         new SMTPServer(localaddr, remoteaddr, options, map));
@@ -310,6 +331,24 @@ std::unique_ptr<SMTPServer> make_server(const std::string& classname,
     return std::unique_ptr<SMTPServer>(
         new MailmanProxy(localaddr, remoteaddr, options, map));
   return nullptr;
+}
+
+std::unique_ptr<SMTPServer> make_server(const std::string& classname,
+                                        const HostPort& localaddr,
+                                        const HostPort& remoteaddr,
+                                        const ServerOptions& options,
+                                        asyncore::socket_map* map) {
+  check_class(classname, options);
+  std::string name = classname;
+  if (name.compare(0, 6, "smtpd.") == 0) name = name.substr(6);
+  std::unique_ptr<SMTPServer> server =
+      construct(name, localaddr, remoteaddr, options, map);
+  if (server && debugging()) {
+    HostPort bound{localaddr.host, server->bound_port()};
+    debug(name + " started at " + where_of(bound) + "; remote " +
+          where_of(remoteaddr));
+  }
+  return server;
 }
 
 }  // namespace smtpd

@@ -91,8 +91,9 @@ TEST(ProxyText, XPeerGoesWhereTheReferencePutsIt) {
 TEST(ProxyText, WireFormatEndsLinesStuffsDotsAndTerminates) {
   EXPECT_EQ("a\r\nb\r\nc\r\n..d\r\n.\r\n", PureProxy::wire_format("a\rb\r\nc\n.d"));
   EXPECT_EQ("\r\n.\r\n", PureProxy::wire_format(""));
-  EXPECT_EQ("x\r\n.\r\n", PureProxy::wire_format("x\n"));
-  EXPECT_EQ("..\r\n...\r\n\r\n.\r\n", PureProxy::wire_format(".\n..\n\n"));
+  // A trailing LF is a last, empty line: it is kept (smtplib dropped it).
+  EXPECT_EQ("x\r\n\r\n.\r\n", PureProxy::wire_format("x\n"));
+  EXPECT_EQ("..\r\n...\r\n\r\n\r\n.\r\n", PureProxy::wire_format(".\n..\n\n"));
 }
 
 // ------------------------------------------------------------------ relaying
@@ -137,7 +138,8 @@ TEST_F(ProxyTest, EmptyMessageCarriesOnlyXPeer) {
   c->cmd("DATA");
   EXPECT_EQ("250 OK", c->cmd("."));
   ASSERT_TRUE(upstream_ended(1));
-  EXPECT_EQ("X-Peer: 127.0.0.1\r\n.\r\n", up->sessions()[0].bodies[0]);
+  // The header and the empty line that ends the headers.
+  EXPECT_EQ("X-Peer: 127.0.0.1\r\n\r\n.\r\n", up->sessions()[0].bodies[0]);
 }
 
 TEST_F(ProxyTest, HeloClientAndNullSender) {

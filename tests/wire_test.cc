@@ -217,13 +217,15 @@ TEST_F(WireTest, LargeMessageIsPrintedWhole) {
   EXPECT_EQ(count(server.out, "b'" + line + "'\n"), 20000u);
 }
 
-TEST_F(WireTest, ClosedStdoutLosesOnlyThePrintout) {
+// Printing is DebuggingServer's delivery: with stdout gone the client is
+// told to retry (451), never 250, and the session goes on.
+TEST_F(WireTest, ClosedStdoutGets451AndTheSessionGoesOn) {
   start();
   ::close(server.out_fd);
   server.out_fd = -1;
   auto c = client();
   to_data(*c);
-  EXPECT_EQ(c->cmd("lost printout\r\n."), kOK);
+  EXPECT_EQ(c->cmd("lost printout\r\n.").substr(0, 4), "451 ");
   EXPECT_EQ(c->cmd("NOOP"), kOK);
   auto other = client();
   EXPECT_EQ(other->cmd("NOOP"), kOK);

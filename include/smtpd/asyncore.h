@@ -50,6 +50,8 @@ class socket_map {
   socket_map& operator=(const socket_map&) = delete;
 
   const char* poller_name() const;
+  /// True if the poller can watch `fd` (select cannot past FD_SETSIZE).
+  bool can_watch(int fd) const;
   size_t size() const { return map_.size(); }
   bool empty() const { return map_.empty(); }
   dispatcher* find(int fd) const;

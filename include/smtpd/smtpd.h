@@ -51,7 +51,7 @@ struct ServerOptions {
   size_t max_connections = 0;    // 0: no cap
   size_t max_recipients = 1000;  // RFC 5321 4.5.3.1.8 asks for >= 100
   int backlog = 4096;            // listen(2) backlog; the kernel may cap it
-  bool reuse_port = false;       // SO_REUSEPORT, for several workers
+  int listen_fd = -1;            // serve this bound, listening socket
 
   // PureProxy and MailmanProxy (smtpd/proxy.h).
   double relay_connect_timeout = 30;  // upstream TCP connect
@@ -273,10 +273,19 @@ class DebuggingServer : public SMTPServer {
 
  private:
   int out_fd_;
+  bool output_failed_ = false;  // said once on stderr until it works again
 };
 
 /// The server class names -c accepts, in the order -h lists them.
 const std::vector<std::string>& class_names();
+
+/// Binds and listens on `localaddr`; returns the socket. Throws
+/// std::runtime_error or std::system_error naming the address.
+int bind_listener(const HostPort& localaddr, int backlog);
+
+/// Throws std::invalid_argument with the one-line message to print when
+/// `classname` is unknown or refuses `options` (SMTPUTF8 for the proxies).
+void check_class(const std::string& classname, const ServerOptions& options);
 
 /// Makes the server named `classname` ("DebuggingServer" or
 /// "smtpd.DebuggingServer", ...). Returns null for an unknown name; throws

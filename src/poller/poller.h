@@ -42,6 +42,9 @@ class Poller {
   /// `out`. Returns the number appended, 0 on timeout or EINTR, -1 with
   /// errno on failure.
   virtual int wait(int timeout_ms, std::vector<PollEvent>& out) = 0;
+  /// Descriptors from this number on cannot be watched (select's
+  /// FD_SETSIZE); -1 for no limit.
+  virtual int fd_limit() const { return -1; }
 };
 
 std::unique_ptr<Poller> make_epoll_poller();

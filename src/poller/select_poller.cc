@@ -25,6 +25,7 @@ class SelectPoller final : public Poller {
   }
 
   const char* name() const override { return "select"; }
+  int fd_limit() const override { return FD_SETSIZE; }
 
   int set(int fd, unsigned mask) override {
     if (fd < 0) {
