@@ -26,7 +26,7 @@ const LongOpt kLongOpts[] = {
     {"max-connections", true, 0},   {"max-recipients", true, 0},
     {"relay-connect-timeout", true, 0}, {"relay-timeout", true, 0},
     {"mailman-lists", true, 0},     {"mailman-wrapper", true, 0},
-    {"mailman-timeout", true, 0},
+    {"mailman-timeout", true, 0},   {"max-buffered", true, 0},
 };
 // The first seven entries are the reference's own long options.
 const long kReferenceLongOpts = 7;
@@ -179,6 +179,10 @@ std::string usage(const std::string& program) {
          "    --max-recipients N\n"
          "        Answer 452 to recipients past N in one message. Default: 1000;\n"
          "        0 means no limit.\n"
+         "    --max-buffered BYTES\n"
+         "        Message bytes all sessions together may hold in memory; a\n"
+         "        message that would pass it gets 452. Default: 268435456\n"
+         "        (256 MiB); 0 means no limit.\n"
          "    --relay-connect-timeout SECONDS, --relay-timeout SECONDS\n"
          "        PureProxy: how long to wait for the remote host to accept the\n"
          "        connection (default 30) and for each of its replies\n"
@@ -304,6 +308,10 @@ Result parse(const std::vector<std::string>& argv) {
       if (!parse_int(val, &n) || n < 1 || n > 256)
         return done(1, "", "Invalid number of workers: " + val + "\n");
       o.workers = static_cast<int>(n);
+    } else if (opt == "--max-buffered") {
+      if (!parse_int(val, &n) || n < 0)
+        return done(1, "", "Invalid max-buffered: " + val + "\n");
+      o.server.max_buffered = static_cast<size_t>(n);
     } else if (opt == "--max-connections" || opt == "--max-recipients") {
       if (!parse_int(val, &n) || n < 0)
         return done(1, "", "Invalid " + opt.substr(2) + ": " + val + "\n");

@@ -131,6 +131,7 @@ SMTPChannel::SMTPChannel(SMTPServer& server, int fd,
 }
 
 SMTPChannel::~SMTPChannel() {
+  drop_data();
   if (!orphaned_) {
     smtp_server.on_channel_closed(*this);
     smtp_server.unlink(this);
@@ -148,12 +149,13 @@ void SMTPChannel::set_post_data_state() {
   require_SMTPUTF8 = false;
   num_bytes = 0;
   data_overflow_ = false;
+  storage_full_ = false;
   set_terminator("\r\n");
 }
 
 void SMTPChannel::set_rset_state() {
   set_post_data_state();
-  std::string().swap(received_data);
+  drop_data();
   line_.clear();
 }
 
@@ -232,14 +234,35 @@ void SMTPChannel::collect_incoming_data(const char* data, size_t len) {
   size_t size_now = num_bytes + (data_lines_ ? 2 : 0) + cur_line_bytes_;
   if (!data_overflow_ && cur_line_bytes_ >= 2 && size_now > limit) {
     data_overflow_ = true;
-    std::string().swap(received_data);
+    drop_data();
   }
   if (data_overflow_ || len == 0) return;
-  if (!sep_written_) {
-    if (data_lines_) received_data.push_back('\n');
-    sep_written_ = true;
-  }
+  bool sep = !sep_written_ && data_lines_;
+  if (!charge(len + (sep ? 1 : 0))) return;
+  if (sep) received_data.push_back('\n');
+  sep_written_ = true;
   received_data.append(data, len);
+}
+
+// Every session's message text counts against one budget for the server
+// (--max-buffered): many large messages at once get 452, not the memory.
+bool SMTPChannel::charge(size_t n) {
+  size_t cap = smtp_server.options().max_buffered;
+  if (cap && smtp_server.buffered_bytes + n > cap) {
+    storage_full_ = true;
+    data_overflow_ = true;
+    drop_data();
+    return false;
+  }
+  smtp_server.buffered_bytes += n;
+  charged_ += n;
+  return true;
+}
+
+void SMTPChannel::drop_data() {
+  std::string().swap(received_data);
+  if (!orphaned_) smtp_server.buffered_bytes -= charged_;
+  charged_ = 0;
 }
 
 // The command timer restarts with each command. The DATA timer runs from
@@ -266,7 +289,7 @@ void SMTPChannel::process_data_line() {
     finish_message();
     return;
   }
-  if (!data_overflow_ && !sep_written_ && data_lines_)
+  if (!data_overflow_ && !sep_written_ && data_lines_ && charge(1))
     received_data.push_back('\n');
   num_bytes += (data_lines_ ? 2 : 0) + cur_line_bytes_;
   ++data_lines_;
@@ -276,7 +299,7 @@ void SMTPChannel::process_data_line() {
   size_t limit = data_size_limit ? data_size_limit : kHardDataCap;
   if (!data_overflow_ && num_bytes > limit) {
     data_overflow_ = true;
-    std::string().swap(received_data);
+    drop_data();
   }
 }
 
@@ -286,9 +309,10 @@ void SMTPChannel::finish_message() {
   size_t limit = data_size_limit ? data_size_limit : kHardDataCap;
   if (data_overflow_ || num_bytes > limit) {
     // The reference stays in DATA here; we end the transaction.
-    push("552 Error: Too much mail data");
+    push(storage_full_ ? "452 Error: insufficient system storage; try later"
+                       : "552 Error: Too much mail data");
     set_post_data_state();
-    std::string().swap(received_data);
+    drop_data();
     smtp_server.on_reset(*this);
     arm_timeout();
     return;
@@ -378,14 +402,14 @@ void SMTPChannel::accept_stage(Pending stage,
         cur_line_bytes_ = 0;
         line_dot_ = sep_written_ = false;
         data_overflow_ = false;
-        std::string().swap(received_data);
+        drop_data();
         arm_timeout();
       }
       push(ok && (!reply || reply->empty()) ? std::string(kStartData) : *reply);
       break;
     case Pending::message:
       set_post_data_state();
-      std::string().swap(received_data);
+      drop_data();
       push(!reply || reply->empty() ? std::string("250 OK") : *reply);
       arm_timeout();
       if (quit_after_transaction_) shutdown_gracefully();

@@ -743,6 +743,32 @@ TEST_F(ChannelTest, RecipientsPastTheLimitGet452) {
             (std::vector<std::string>{"a@example", "b@example"}));
 }
 
+// Two sessions hold messages at once; the one that would pass the
+// server-wide budget gets 452 and the other is delivered.
+TEST_F(ChannelTest, BufferedBytesPastTheServerBudgetGet452) {
+  ServerOptions o;
+  o.max_buffered = 100;
+  start(o);
+  Conn& a = connect();
+  Conn& b = connect();
+  for (Conn* c : {&a, &b}) {
+    c->cmd("HELO example");
+    c->cmd("MAIL FROM:<eggs@example>");
+    c->cmd("RCPT TO:<spam@example>");
+    c->cmd("DATA");
+  }
+  ASSERT_TRUE(a.write(std::string(60, 'a') + "\r\n"));
+  ASSERT_TRUE(a.drain());
+  EXPECT_EQ(server().buffered_bytes, 60u);
+  EXPECT_EQ(b.cmd(std::string(60, 'b') + "\r\n."),
+            "452 Error: insufficient system storage; try later\r\n");
+  EXPECT_EQ(a.cmd("."), kOK);
+  EXPECT_EQ(server().buffered_bytes, 0u);
+  ASSERT_EQ(server().messages.size(), 1u);
+  EXPECT_EQ(server().messages[0].data, std::string(60, 'a'));
+  EXPECT_EQ(b.cmd("NOOP"), kOK);  // b's session goes on
+}
+
 // ------------------------------------------------------------------ DATA
 
 TEST_F(ChannelTest, DataNeedsRcpt) {

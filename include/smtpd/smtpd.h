@@ -50,6 +50,7 @@ struct ServerOptions {
   double data_timeout = 600;     // between reads while in DATA
   size_t max_connections = 0;    // 0: no cap
   size_t max_recipients = 1000;  // RFC 5321 4.5.3.1.8 asks for >= 100
+  size_t max_buffered = size_t(256) << 20;  // message bytes held, all sessions
   int backlog = 4096;            // listen(2) backlog; the kernel may cap it
   int listen_fd = -1;            // serve this bound, listening socket
 
@@ -168,6 +169,10 @@ class SMTPChannel : public asynchat::async_chat {
   bool orphaned_ = false;        // the server went away first
   bool quit_after_transaction_ = false;
   bool timed_out_ = false;       // the 421 for a timeout was queued
+  bool storage_full_ = false;    // the server's buffer budget ran out
+  size_t charged_ = 0;           // bytes of received_data in the budget
+  bool charge(size_t n);
+  void drop_data();
 
   size_t cur_line_bytes_ = 0;   // raw bytes of the DATA line so far
   size_t data_lines_ = 0;       // DATA lines stored so far
@@ -235,6 +240,8 @@ class SMTPServer : public asyncore::dispatcher {
   bool enable_SMTPUTF8;
   /// Channels currently open on this server.
   size_t channel_count = 0;
+  /// Message bytes all channels hold now (see ServerOptions::max_buffered).
+  size_t buffered_bytes = 0;
 
  protected:
   HostPort localaddr_;
