@@ -208,6 +208,14 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  // SIGTERM/SIGINT wait, blocked, until this process (and each worker) has
+  // its own handler and self-pipe: a worker may already be accepting while
+  // the parent is still forking.
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigaddset(&term, SIGINT);
+  sigprocmask(SIG_BLOCK, &term, &old_mask);
   if (!install_signals()) {
     fprintf(stderr, "smtpd: pipe: %s\n", strerror(errno));
     return 1;
@@ -215,11 +223,11 @@ int main(int argc, char** argv) {
   bool is_worker;
   std::vector<pid_t> kids = fork_workers(o.workers, &is_worker);
   if (is_worker) {
-    // A worker: its own self-pipe, not the parent's.
     close(g_signal_pipe[0]);
     close(g_signal_pipe[1]);
     if (!install_signals()) return 1;
   }
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
 
   std::unique_ptr<socket_map> map;
   std::unique_ptr<smtpd::SMTPServer> server;

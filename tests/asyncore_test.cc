@@ -326,12 +326,13 @@ TEST(Asyncore, AdoptedDispatcherNotDeletedInsideItsOwnHandler) {
 }
 
 TEST(Asyncore, ClosingAnotherReadyDispatcherInsideAHandlerIsSafe) {
+  // Before the map: its destructor frees the survivor, which counts.
+  int destroyed = 0;
+  int events = 0;
   socket_map map;
   Pair p1;
   Pair p2;
   ASSERT_TRUE(p1.ok() && p2.ok());
-  int destroyed = 0;
-  int events = 0;
   Counted* a = map.adopt(std::make_unique<Counted>(p1.mine, &map, &destroyed));
   Counted* b = map.adopt(std::make_unique<Counted>(p2.mine, &map, &destroyed));
   a->events = &events;
