@@ -5,7 +5,8 @@
 CXX      ?= g++
 CXXFLAGS ?= -O2 -g
 WARNINGS  = -Wall -Wextra -Wpedantic
-CPPFLAGS += -Iinclude -Isrc
+# 64-bit file offsets on 32-bit targets too (readdir on ext4 needs them).
+CPPFLAGS += -Iinclude -Isrc -D_FILE_OFFSET_BITS=64
 LDLIBS   ?=
 PREFIX   ?= /usr/local
 DESTDIR  ?=

@@ -54,20 +54,32 @@ bool is_list(const std::string& dir, const std::string& name) {
 }
 
 // "Date:" as RFC 5322 writes it, in local time, in any locale.
+// In UTC, computed by hand: localtime_r() or gmtime_r() would pull glibc's
+// time zone parser (sscanf, strtod...) into the static binary, 115 KB.
 std::string rfc5322_date(time_t now) {
-  static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed",
-                                      "Thu", "Fri", "Sat"};
+  static const char* const kDays[] = {"Thu", "Fri", "Sat", "Sun",
+                                      "Mon", "Tue", "Wed"};  // from 1970-01-01
   static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr",
                                         "May", "Jun", "Jul", "Aug",
                                         "Sep", "Oct", "Nov", "Dec"};
-  struct tm tm;
-  localtime_r(&now, &tm);
-  char zone[8] = "+0000";
-  strftime(zone, sizeof zone, "%z", &tm);
-  char buf[64];
-  snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d %s",
-           kDays[tm.tm_wday % 7], tm.tm_mday, kMonths[tm.tm_mon % 12],
-           tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+  long long t = static_cast<long long>(now);
+  long long days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  long long secs = t - days * 86400;
+  // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
+  long long z = days + 719468;
+  long long era = (z >= 0 ? z : z - 146096) / 146097;
+  long long doe = z - era * 146097;
+  long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  long long mp = (5 * doy + 2) / 153;
+  long long mday = doy - (153 * mp + 2) / 5 + 1;
+  long long mon = mp < 10 ? mp + 3 : mp - 9;  // 1..12
+  long long year = yoe + era * 400 + (mon <= 2 ? 1 : 0);
+  long long wday = ((days % 7) + 7) % 7;
+  char buf[160];  // room for any long long, to keep -Wformat-truncation quiet
+  snprintf(buf, sizeof buf, "%s, %02lld %s %04lld %02lld:%02lld:%02lld +0000",
+           kDays[wday], mday, kMonths[mon - 1], year, secs / 3600,
+           (secs / 60) % 60, secs % 60);
   return buf;
 }
 
