@@ -428,33 +428,28 @@ void SMTPChannel::shutdown_gracefully() {
 
 // ------------------------------------------------------------------ commands
 
-void SMTPChannel::smtp_HELO(const std::string* arg) {
+// What HELO and EHLO share: the syntax and duplicate checks, then a reset.
+bool SMTPChannel::greet(const std::string* arg, const char* verb) {
   if (!arg || arg->empty()) {
-    push("501 Syntax: HELO hostname");
-    return;
+    push(std::string("501 Syntax: ") + verb + " hostname");
+    return false;
   }
   if (!seen_greeting.empty()) {
     push("503 Duplicate HELO/EHLO");
-    return;
+    return false;
   }
   set_rset_state();
   smtp_server.on_reset(*this);
   seen_greeting = *arg;
-  push("250 " + fqdn);
+  return true;
+}
+
+void SMTPChannel::smtp_HELO(const std::string* arg) {
+  if (greet(arg, "HELO")) push("250 " + fqdn);
 }
 
 void SMTPChannel::smtp_EHLO(const std::string* arg) {
-  if (!arg || arg->empty()) {
-    push("501 Syntax: EHLO hostname");
-    return;
-  }
-  if (!seen_greeting.empty()) {
-    push("503 Duplicate HELO/EHLO");
-    return;
-  }
-  set_rset_state();
-  smtp_server.on_reset(*this);
-  seen_greeting = *arg;
+  if (!greet(arg, "EHLO")) return;
   extended_smtp = true;
   push("250-" + fqdn);
   if (data_size_limit) {

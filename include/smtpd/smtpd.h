@@ -154,6 +154,7 @@ class SMTPChannel : public asynchat::async_chat {
  private:
   enum class Pending { none, mail, rcpt, data, message };
 
+  bool greet(const std::string* arg, const char* verb);
   void set_post_data_state();
   void set_rset_state();
   void arm_timeout();
