@@ -407,6 +407,18 @@ void Transaction::message(std::string wire, Done done) {
   client_->send_message(std::move(wire));
 }
 
+void Transaction::refuse_or_break(const Reply& r, bool broken) {
+  if (!broken) {
+    state_ = State::open;
+    step(refusal_reply(r));
+    return;
+  }
+  std::string reply = r.code ? refusal_reply(r) : failure_reply(r);
+  end();
+  state_ = State::broken;
+  step(reply);
+}
+
 void Transaction::end() {
   RelayClient* c = client_;
   client_ = nullptr;
@@ -488,28 +500,16 @@ void Transaction::relay_reply(const Reply& r) {
         state_ = State::open;
         ++relayed;
         step(std::nullopt);
-      } else if (r.code == 0 || r.code / 100 == 3) {
-        std::string reply = r.code ? refusal_reply(r) : failure_reply(r);
-        end();
-        state_ = State::broken;
-        step(reply);
       } else {
-        state_ = State::open;
-        step(refusal_reply(r));
+        refuse_or_break(r, r.code == 0 || r.code / 100 == 3);
       }
       return;
     case State::data:
       if (r.code == 354) {
         state_ = State::body;
         step(std::nullopt);
-      } else if (r.code == 0 || ok2 || r.code / 100 == 3) {
-        std::string reply = r.code ? refusal_reply(r) : failure_reply(r);
-        end();
-        state_ = State::broken;
-        step(reply);
       } else {
-        state_ = State::open;
-        step(refusal_reply(r));
+        refuse_or_break(r, r.code == 0 || ok2 || r.code / 100 == 3);
       }
       return;
     case State::message: {

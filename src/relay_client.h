@@ -163,6 +163,10 @@ class Transaction : public RelayClient::Listener {
   void step(std::optional<std::string> reply);
   std::string failure_reply(const Reply& r) const;
   std::string refusal_reply(const Reply& r) const;
+  /// A refused RCPT or DATA: passed on, and the session stays open; or,
+  /// when `broken` (no reply, or one out of turn), the upstream session
+  /// is ended and later steps fail.
+  void refuse_or_break(const Reply& r, bool broken);
   std::string where() const;
 
   SMTPServer& server_;
