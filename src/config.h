@@ -16,6 +16,7 @@
 #if defined(__linux__)
 #define SMTPD_HAVE_ACCEPT4 1
 #define SMTPD_HAVE_PDEATHSIG 1  // prctl(PR_SET_PDEATHSIG)
+#define SMTPD_HAVE_REUSEPORT_LB 1  // SO_REUSEPORT spreads connections
 #endif
 
 #ifndef SMTPD_VERSION

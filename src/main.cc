@@ -3,6 +3,7 @@
 // flight, then exit 0; a second signal exits at once).
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -139,8 +140,19 @@ bool install_signals() {
   return true;
 }
 
-// Extra workers share the bound socket; each runs its own reactor. A
-// worker ends with its parent, so a killed parent leaves no orphans.
+// The port a bound socket got (for a -j group asked to bind port 0).
+int local_port(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+// Each extra worker runs its own reactor on its own socket of the -j group
+// (Linux) or on the shared one. A worker ends with its parent, so a killed
+// parent leaves no orphans.
 std::vector<pid_t> fork_workers(int n, bool* is_worker) {
   std::vector<pid_t> kids;
   *is_worker = false;
@@ -212,11 +224,20 @@ int main(int argc, char** argv) {
   raise_fd_limit();
   keep_freed_memory();
 
-  // With -j N the socket is bound once, here, so a port in use is an error
-  // as without -j; N processes then accept on it, each with its reactor.
+  // With -j N the port is checked once, here, so a port in use is an error
+  // as without -j, and port 0 becomes one port for all. On Linux each
+  // process then binds its own SO_REUSEPORT socket to it and the kernel
+  // spreads connections over them; on one shared socket whichever worker
+  // wakes first takes a burst, often most of the kept sessions.
+  smtpd::HostPort group = o.local;
   if (o.workers > 1) {
     try {
-      so.listen_fd = smtpd::bind_listener(o.local, so.backlog);
+      so.listen_fd = smtpd::bind_listener(group, so.backlog);
+#ifdef SMTPD_HAVE_REUSEPORT_LB
+      group.port = local_port(so.listen_fd);
+      ::close(so.listen_fd);
+      so.listen_fd = smtpd::bind_listener(group, so.backlog, true);
+#endif
     } catch (const std::exception& e) {
       fprintf(stderr, "smtpd: %s\n", e.what());
       return 1;
@@ -240,6 +261,15 @@ int main(int argc, char** argv) {
     close(g_signal_pipe[0]);
     close(g_signal_pipe[1]);
     if (!install_signals()) return 1;
+#ifdef SMTPD_HAVE_REUSEPORT_LB
+    ::close(so.listen_fd);  // the parent's; this worker binds its own
+    try {
+      so.listen_fd = smtpd::bind_listener(group, so.backlog, true);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "smtpd: worker: %s\n", e.what());
+      return 1;
+    }
+#endif
   }
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
 

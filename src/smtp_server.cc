@@ -40,7 +40,7 @@ static std::string where_of(const HostPort& a) {
   return a.host + ":" + std::to_string(a.port);
 }
 
-int bind_listener(const HostPort& localaddr, int backlog) {
+int bind_listener(const HostPort& localaddr, int backlog, bool reuse_port) {
   std::string where = where_of(localaddr);
   std::string err;
   std::vector<netaddr::Address> addrs =
@@ -50,6 +50,15 @@ int bind_listener(const HostPort& localaddr, int backlog) {
   const netaddr::Address& a = addrs.front();
   int fd = ::socket(a.family(), SOCK_STREAM, 0);
   int one = 1;
+#ifdef SO_REUSEPORT
+  if (fd >= 0 && reuse_port &&
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    ::close(fd);
+    fd = -1;
+  }
+#else
+  (void)reuse_port;
+#endif
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       ::bind(fd, a.sa(), a.len) != 0 ||
       ::listen(fd, backlog > 0 ? backlog : 4096) != 0) {

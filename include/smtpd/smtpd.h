@@ -287,9 +287,12 @@ class DebuggingServer : public SMTPServer {
 /// The server class names -c accepts, in the order -h lists them.
 const std::vector<std::string>& class_names();
 
-/// Binds and listens on `localaddr`; returns the socket. Throws
-/// std::runtime_error or std::system_error naming the address.
-int bind_listener(const HostPort& localaddr, int backlog);
+/// Binds and listens on `localaddr`; returns the socket. With `reuse_port`
+/// (SO_REUSEPORT) other sockets of this user may bind the port too, and
+/// Linux spreads new connections over them. Throws std::runtime_error or
+/// std::system_error naming the address.
+int bind_listener(const HostPort& localaddr, int backlog,
+                  bool reuse_port = false);
 
 /// Throws std::invalid_argument with the one-line message to print when
 /// `classname` is unknown or refuses `options` (SMTPUTF8 for the proxies).
