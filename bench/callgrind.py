@@ -23,6 +23,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in bench/
 import run_bench  # noqa: E402  (Server, free ports, the greeting wait)
 
 LOADS = {  # name: (smtp-source options, default messages, size)

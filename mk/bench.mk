@@ -1,7 +1,7 @@
 # Benchmarks against the peers (bench/README.md, docs/performance.md).
 #   make bench                   every workload, every installed peer, 3
-#                                repeats (about 10 minutes)
-#   make bench BENCH_ARGS=--quick  one short repeat (about 2 minutes)
+#                                repeats (about 15 minutes)
+#   make bench BENCH_ARGS=--quick  one short repeat (about 1.5 minutes)
 #   make bench-profile           callgrind instructions per message and the
 #                                top functions, conc-keep and big
 #   make bench-syscalls          strace -c: system calls per message
@@ -18,8 +18,10 @@ bench: $(BUILD)/smtpd
 	$(BENCH_PY) bench/run_bench.py --smtpd $(BUILD)/smtpd $(BENCH_ARGS)
 
 bench-profile: $(BUILD)/smtpd
-	$(BENCH_PY) bench/callgrind.py -w conc-keep --smtpd $(BUILD)/smtpd $(BENCH_PROFILE_ARGS)
-	$(BENCH_PY) bench/callgrind.py -w big --smtpd $(BUILD)/smtpd $(BENCH_PROFILE_ARGS)
+	$(BENCH_PY) bench/callgrind.py -w conc-keep --smtpd $(BUILD)/smtpd \
+	  $(BENCH_PROFILE_ARGS)
+	$(BENCH_PY) bench/callgrind.py -w big --smtpd $(BUILD)/smtpd \
+	  $(BENCH_PROFILE_ARGS)
 
 bench-syscalls: $(BUILD)/smtpd
 	$(BENCH_PY) bench/syscalls.py -w conc-keep --smtpd $(BUILD)/smtpd
