@@ -19,59 +19,20 @@
 
 #include "smtpd/asynchat.h"
 #include "smtpd/asyncore.h"
+#include "socket_pair.h"
 
 namespace {
 
 using smtpd::asynchat::async_chat;
 using smtpd::asynchat::simple_producer;
 using smtpd::asyncore::socket_map;
-using Clock = std::chrono::steady_clock;
+using Clock = testpair::Clock;
 
-long ms_since(Clock::time_point t0) {
-  return static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0)
-          .count());
-}
+using testpair::ms_since;
 
-// A socketpair: `mine` goes to the chat (which owns it), `peer` stays with
-// the test, non-blocking, and closes with this object.
-struct Pair {
-  int mine = -1;
-  int peer = -1;
-  Pair() {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
-      mine = sv[0];
-      peer = sv[1];
-      ::fcntl(peer, F_SETFL, ::fcntl(peer, F_GETFL) | O_NONBLOCK);
-    }
-  }
-  ~Pair() { close_peer(); }
-  Pair(const Pair&) = delete;
-  Pair& operator=(const Pair&) = delete;
-  bool ok() const { return mine >= 0 && peer >= 0; }
-  void close_peer() {
-    if (peer >= 0) ::close(peer);
-    peer = -1;
-  }
-  // Writes all of a small `s` (the socket buffer takes it at once).
-  bool put(const std::string& s) {
-    return ::send(peer, s.data(), s.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(s.size());
-  }
-  // Appends what the chat sent so far to *got; returns false at EOF.
-  bool drain(std::string* got) {
-    char buf[65536];
-    for (int i = 0; i < 10000; ++i) {
-      ssize_t n = ::recv(peer, buf, sizeof buf, 0);
-      if (n > 0) {
-        got->append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      return n != 0;  // EAGAIN: open, nothing more now
-    }
-    return true;
-  }
+// The peer end is non-blocking.
+struct Pair : testpair::SocketPair {
+  Pair() : SocketPair(true) {}
 };
 
 bool pump(socket_map& map, const std::function<bool()>& done,

@@ -16,54 +16,19 @@
 #include <gtest/gtest.h>
 
 #include "smtpd/asyncore.h"
+#include "socket_pair.h"
 
 namespace {
 
 using smtpd::asyncore::dispatcher;
 using smtpd::asyncore::socket_map;
-using Clock = std::chrono::steady_clock;
+using Clock = testpair::Clock;
 
-long ms_since(Clock::time_point t0) {
-  return static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0)
-          .count());
-}
+using testpair::ms_since;
 
-// A socketpair: `mine` goes to a dispatcher (which then owns it), `peer`
-// stays with the test and closes with this object.
-struct Pair {
-  int mine = -1;
-  int peer = -1;
-  Pair() {
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
-      mine = sv[0];
-      peer = sv[1];
-    }
-  }
-  ~Pair() { close_peer(); }
-  Pair(const Pair&) = delete;
-  Pair& operator=(const Pair&) = delete;
-  bool ok() const { return mine >= 0 && peer >= 0; }
-  void close_peer() {
-    if (peer >= 0) ::close(peer);
-    peer = -1;
-  }
-  bool put(const std::string& s) {
-    return ::send(peer, s.data(), s.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(s.size());
-  }
-  // True when the dispatcher's side was closed: the peer reads end of file
-  // (or ECONNRESET, when the dispatcher closed with input left unread).
-  bool peer_sees_eof() {
-    char buf[256];
-    for (int i = 0; i < 1000; ++i) {
-      ssize_t n = ::recv(peer, buf, sizeof buf, MSG_DONTWAIT);
-      if (n == 0) return true;
-      if (n < 0) return errno == ECONNRESET;  // EAGAIN: still open
-    }
-    return false;
-  }
+// The peer end is blocking.
+struct Pair : testpair::SocketPair {
+  Pair() : SocketPair(false) {}
 };
 
 // Runs passes of up to 10 ms until `done()` or `max_ms` passed.
