@@ -32,23 +32,7 @@ Child python(const std::string& script, int port) {
                        20000);
 }
 
-class E2eTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!testutil::file_exists(testutil::smtpd_bin()))
-      GTEST_SKIP() << "no binary at " << testutil::smtpd_bin();
-  }
-
-  void start(std::vector<std::string> args = {}) {
-    std::vector<std::string> all = {"-n", "-c", "DebuggingServer"};
-    all.insert(all.end(), args.begin(), args.end());
-    server = testutil::start_server(all, &port);
-    ASSERT_TRUE(server.running()) << "server did not start: " << server.err;
-  }
-
-  Child server;
-  int port = 0;
-};
+class E2eTest : public testutil::BinaryTest {};
 
 TEST_F(E2eTest, SmtplibDeliversDotLinesAndNonAsciiBody) {
   if (!have_python()) GTEST_SKIP() << "no python3";

@@ -4,6 +4,8 @@
 #ifndef SMTPD_TESTS_TEST_UTIL_H
 #define SMTPD_TESTS_TEST_UTIL_H
 
+#include <gtest/gtest.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -438,6 +440,25 @@ inline std::vector<std::string> reply_lines(const std::string& reply) {
   }
   return out;
 }
+
+// A fixture for tests of the built binary: start() runs a DebuggingServer
+// on a free port (with extra arguments); the server stops with the test.
+class BinaryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!file_exists(smtpd_bin())) GTEST_SKIP() << "no binary at " << smtpd_bin();
+  }
+
+  void start(std::vector<std::string> args = {}) {
+    std::vector<std::string> all = {"-n", "-c", "DebuggingServer"};
+    all.insert(all.end(), args.begin(), args.end());
+    server = start_server(all, &port);
+    ASSERT_TRUE(server.running()) << "server did not start: " << server.err;
+  }
+
+  Child server;
+  int port = 0;
+};
 
 }  // namespace testutil
 

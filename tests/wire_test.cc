@@ -48,22 +48,8 @@ std::vector<long> proc_status(pid_t pid, const std::string& field) {
   return out;
 }
 
-class WireTest : public ::testing::Test {
+class WireTest : public testutil::BinaryTest {
  protected:
-  void SetUp() override {
-    if (!testutil::file_exists(testutil::smtpd_bin()))
-      GTEST_SKIP() << "no binary at " << testutil::smtpd_bin();
-  }
-
-  // Starts a DebuggingServer with extra `args`; fails the test if it
-  // does not come up.
-  void start(std::vector<std::string> args = {}) {
-    std::vector<std::string> all = {"-n", "-c", "DebuggingServer"};
-    all.insert(all.end(), args.begin(), args.end());
-    server = testutil::start_server(all, &port);
-    ASSERT_TRUE(server.running()) << "server did not start: " << server.err;
-  }
-
   // A connected client whose greeting was read.
   std::unique_ptr<Client> client() {
     std::unique_ptr<Client> c(new Client);
@@ -100,8 +86,6 @@ class WireTest : public ::testing::Test {
     return greeting.substr(4, sp - 4);
   }
 
-  Child server;
-  int port = 0;
   std::string greeting;
 };
 
