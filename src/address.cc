@@ -26,7 +26,6 @@ class Reader {
  public:
   explicit Reader(std::string_view s) : s_(s) {}
 
-  bool failed() const { return failed_; }
   bool at_end() const { return i_ >= s_.size(); }
   char peek() const { return at_end() ? '\0' : s_[i_]; }
   std::string_view rest() const { return s_.substr(i_); }
@@ -205,7 +204,6 @@ class Reader {
 
   std::string_view s_;
   size_t i_ = 0;
-  bool failed_ = false;
 };
 
 }  // namespace

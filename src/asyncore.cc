@@ -71,15 +71,26 @@ std::string format_host(const sockaddr* addr, socklen_t /*len*/) {
   return buf;
 }
 
+int address_port(const sockaddr* addr) {
+  if (addr->sa_family == AF_INET)
+    return ntohs(reinterpret_cast<const sockaddr_in*>(addr)->sin_port);
+  if (addr->sa_family == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_port);
+  return -1;
+}
+
+int local_port(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (fd < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return -1;
+  return address_port(reinterpret_cast<const sockaddr*>(&ss));
+}
+
 std::string format_address(const sockaddr* addr, socklen_t len) {
   std::string host = format_host(addr, len);
-  int port = 0;
-  if (addr->sa_family == AF_INET)
-    port = ntohs(reinterpret_cast<const sockaddr_in*>(addr)->sin_port);
-  else if (addr->sa_family == AF_INET6)
-    port = ntohs(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_port);
-  else
-    return host;
+  int port = address_port(addr);
+  if (port < 0) return host;
   if (addr->sa_family == AF_INET6) host = "[" + host + "]";
   return host + ":" + std::to_string(port);
 }

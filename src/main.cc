@@ -3,7 +3,6 @@
 // flight, then exit 0; a second signal exits at once).
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -140,16 +139,6 @@ bool install_signals() {
   return true;
 }
 
-// The port a bound socket got (for a -j group asked to bind port 0).
-int local_port(int fd) {
-  sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
-  if (ss.ss_family == AF_INET6)
-    return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-}
-
 // Each extra worker runs its own reactor on its own socket of the -j group
 // (Linux) or on the shared one. A worker ends with its parent, so a killed
 // parent leaves no orphans.
@@ -234,7 +223,7 @@ int main(int argc, char** argv) {
     try {
       so.listen_fd = smtpd::bind_listener(group, so.backlog);
 #ifdef SMTPD_HAVE_REUSEPORT_LB
-      group.port = local_port(so.listen_fd);
+      group.port = smtpd::asyncore::local_port(so.listen_fd);  // port 0
       ::close(so.listen_fd);
       so.listen_fd = smtpd::bind_listener(group, so.backlog, true);
 #endif

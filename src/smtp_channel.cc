@@ -115,10 +115,7 @@ SMTPChannel::SMTPChannel(SMTPServer& server, int fd,
       enable_SMTPUTF8(server.enable_SMTPUTF8) {
   const sockaddr* sa = reinterpret_cast<const sockaddr*>(&addr);
   peer.host = asyncore::format_host(sa, addrlen);
-  if (sa->sa_family == AF_INET)
-    peer.port = ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
-  else if (sa->sa_family == AF_INET6)
-    peer.port = ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+  peer.port = std::max(0, asyncore::address_port(sa));
   fqdn = server.fqdn();
   int one = 1;
   setsockopt(fileno(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

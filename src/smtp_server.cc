@@ -110,26 +110,15 @@ void SMTPServer::unlink(SMTPChannel* ch) {
   --channel_count;
 }
 
-int SMTPServer::bound_port() const {
-  sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  if (fileno() < 0 ||
-      getsockname(fileno(), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
-    return -1;
-  if (ss.ss_family == AF_INET)
-    return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  if (ss.ss_family == AF_INET6)
-    return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-  return -1;
-}
+int SMTPServer::bound_port() const { return asyncore::local_port(fileno()); }
 
 bool SMTPServer::readable() {
-  return accept_paused_until_ == 0 || asyncore::monotonic() >= accept_paused_until_;
+  return !accept_paused_;
 }
 
 // Out of descriptors: say so once, stop accepting for a second, retry.
 // The pending connections wait in the kernel's backlog meanwhile.
-void SMTPServer::handle_timeout() { accept_paused_until_ = 0; }
+void SMTPServer::handle_timeout() { accept_paused_ = false; }
 
 void SMTPServer::handle_accept() {
   for (int i = 0; i < 64; ++i) {
@@ -143,7 +132,7 @@ void SMTPServer::handle_accept() {
           fprintf(stderr, "smtpd: accept: %s; pausing new connections\n",
                   strerror(errno));
         emfile_logged_ = true;
-        accept_paused_until_ = asyncore::monotonic() + 1.0;
+        accept_paused_ = true;
         set_timeout(1.0);
       }
       return;

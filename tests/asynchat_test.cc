@@ -35,17 +35,8 @@ struct Pair : testpair::SocketPair {
   Pair() : SocketPair(true) {}
 };
 
-bool pump(socket_map& map, const std::function<bool()>& done,
-          int max_ms = 3000) {
-  Clock::time_point t0 = Clock::now();
-  for (int i = 0; i < 100000 && !done() && ms_since(t0) < max_ms; ++i)
-    map.poll_once(10);
-  return done();
-}
-
-void passes(socket_map& map, int n, int ms = 10) {
-  for (int i = 0; i < n; ++i) map.poll_once(ms);
-}
+using testpair::passes;
+using testpair::pump;
 
 // Bytes waiting unread in the chat's socket.
 int unread(int fd) {

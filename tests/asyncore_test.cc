@@ -31,19 +31,8 @@ struct Pair : testpair::SocketPair {
   Pair() : SocketPair(false) {}
 };
 
-// Runs passes of up to 10 ms until `done()` or `max_ms` passed.
-bool pump(socket_map& map, const std::function<bool()>& done,
-          int max_ms = 3000) {
-  Clock::time_point t0 = Clock::now();
-  for (int i = 0; i < 100000 && !done() && ms_since(t0) < max_ms; ++i)
-    map.poll_once(10);
-  return done();
-}
-
-// Runs exactly `passes` passes of up to `ms` each.
-void passes(socket_map& map, int passes, int ms = 10) {
-  for (int i = 0; i < passes; ++i) map.poll_once(ms);
-}
+using testpair::passes;
+using testpair::pump;
 
 // Reads everything that arrives; closes on end of file.
 class Reader : public dispatcher {

@@ -10,7 +10,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
+
+#include "smtpd/asyncore.h"
 
 namespace testpair {
 
@@ -20,6 +23,20 @@ inline long ms_since(Clock::time_point t0) {
   return static_cast<long>(
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0)
           .count());
+}
+
+// Runs passes of up to 10 ms until `done()` or `max_ms` passed.
+inline bool pump(smtpd::asyncore::socket_map& map,
+                 const std::function<bool()>& done, int max_ms = 3000) {
+  Clock::time_point t0 = Clock::now();
+  for (int i = 0; i < 100000 && !done() && ms_since(t0) < max_ms; ++i)
+    map.poll_once(10);
+  return done();
+}
+
+// Runs exactly `n` passes of up to `ms` each.
+inline void passes(smtpd::asyncore::socket_map& map, int n, int ms = 10) {
+  for (int i = 0; i < n; ++i) map.poll_once(ms);
 }
 
 struct SocketPair {

@@ -233,6 +233,10 @@ bool set_nonblocking(int fd);
 std::string format_address(const sockaddr* addr, socklen_t len);
 /// The numeric host part only.
 std::string format_host(const sockaddr* addr, socklen_t len);
+/// The port of an IPv4 or IPv6 address; -1 for other families.
+int address_port(const sockaddr* addr);
+/// The port `fd` is bound to (getsockname); -1 if none.
+int local_port(int fd);
 
 }  // namespace asyncore
 }  // namespace smtpd

@@ -249,7 +249,7 @@ class SMTPServer : public asyncore::dispatcher {
   HostPort remoteaddr_;
   ServerOptions options_;
   std::string fqdn_;
-  double accept_paused_until_ = 0;
+  bool accept_paused_ = false;  // out of descriptors; a 1 s timer resumes
   bool emfile_logged_ = false;
 
  private:
